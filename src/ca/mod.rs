@@ -1,0 +1,103 @@
+//! The certificate authority: the CA key, and the certificates and requests we build with it.
+
+pub mod issue;
+pub mod request;
+pub mod signer;
+
+use std::fmt;
+
+use crate::der::DerError;
+use crate::pem::PemError;
+
+/// pp_cli_auth: certificates carrying it ("true") may use the admin endpoints.
+pub const PP_CLI_AUTH_OID: &str = "1.3.6.1.4.1.34380.1.3.39";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaError {
+    /// The key is unreadable, of an unsupported kind, or does not fit the certificate.
+    Key(String),
+    /// A certificate or request could not be built or read.
+    Encoding(String),
+    /// Reading or writing a key file failed.
+    Io(String),
+    /// The cryptographic library refused to sign.
+    Signing(String),
+}
+
+impl fmt::Display for CaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CaError::Key(m) => write!(f, "CA key: {m}"),
+            CaError::Encoding(m) => write!(f, "certificate encoding: {m}"),
+            CaError::Io(m) => write!(f, "CA file: {m}"),
+            CaError::Signing(m) => write!(f, "signing failed: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for CaError {}
+
+impl From<DerError> for CaError {
+    fn from(e: DerError) -> Self {
+        CaError::Encoding(e.0.to_string())
+    }
+}
+
+impl From<PemError> for CaError {
+    fn from(e: PemError) -> Self {
+        CaError::Encoding(e.to_string())
+    }
+}
+
+/// Helpers shared by the tests of `der`, `domain::csr` and `ca`: temp dirs and openssl.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use std::path::PathBuf;
+    use std::process::Command;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+    /// A directory removed on drop, unique per process and call.
+    pub(crate) struct TempDir {
+        pub(crate) path: PathBuf,
+    }
+
+    impl TempDir {
+        pub(crate) fn new(tag: &str) -> Self {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            let path = std::env::temp_dir().join(format!(
+                "autosign-x509-{tag}-{}-{}-{nanos}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::SeqCst)
+            ));
+            std::fs::create_dir_all(&path).unwrap();
+            TempDir { path }
+        }
+
+        pub(crate) fn file(&self, name: &str) -> String {
+            self.path.join(name).to_string_lossy().into_owned()
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+
+    /// Runs openssl, panicking with its stderr on failure; returns stdout.
+    pub(crate) fn openssl(args: &[&str]) -> String {
+        let out = Command::new("openssl").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}

@@ -1,0 +1,297 @@
+//! Typed settings: defaults that need no configuration, a TOML file (`--config`) whose
+//! unknown keys are errors, then `AUTOSIGN_PROXY_*` environment overrides, then flags.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Everything the service can be told. Every field has a working default.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the database, CA and TLS files live.
+    pub data_dir: PathBuf,
+    /// HTTPS listen address.
+    pub listen: String,
+    /// Empty: SQLite in `data_dir`.
+    pub database_url: String,
+    /// error, warn, info, debug or trace.
+    pub log_level: String,
+    /// Client certificate CNs allowed to use the provisioning and Foreman APIs (the
+    /// smart proxy's `trusted_hosts`). The local client certificate is always trusted.
+    pub trusted_hosts: Vec<String>,
+    pub tls: TlsConfig,
+    pub ca: CaConfig,
+    pub tokens: TokenConfig,
+    pub policy: PolicyConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// An existing certificate (chain) to serve instead of the generated one, e.g. one
+    /// the site's puppetserver CA issued, as smart proxies use.
+    pub cert: Option<PathBuf>,
+    /// The key of `cert`.
+    pub key: Option<PathBuf>,
+    /// Extra CA bundles whose client certificates are accepted (e.g. the puppetserver CA
+    /// that issued Foreman's and puppetserver's certificates).
+    pub client_ca: Vec<PathBuf>,
+    /// Extra DNS names and IP addresses for the generated service certificate.
+    pub server_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaConfig {
+    /// rsa-2048, rsa-3072, rsa-4096 (Puppet's default), ec-p256 or ec-p384.
+    pub key_algorithm: String,
+    /// The CA certificate's CN.
+    pub common_name: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    /// Lifetime of a token when the provisioner names none (Foreman's default: 360).
+    pub default_ttl_minutes: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Authorization extensions (OIDs under 1.3.6.1.4.1.34380.1.3) that may be autosigned.
+    /// pp_cli_auth (…1.3.39) is never autosigned, whatever this says.
+    pub allowed_auth_extensions: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: default_data_dir(),
+            listen: "127.0.0.1:8140".into(),
+            database_url: String::new(),
+            log_level: "info".into(),
+            trusted_hosts: Vec::new(),
+            tls: TlsConfig::default(),
+            ca: CaConfig::default(),
+            tokens: TokenConfig::default(),
+            policy: PolicyConfig::default(),
+        }
+    }
+}
+
+impl Default for CaConfig {
+    fn default() -> CaConfig {
+        CaConfig {
+            key_algorithm: "rsa-4096".into(),
+            common_name: "Puppet CA: autosign-proxy".into(),
+        }
+    }
+}
+
+impl Default for TokenConfig {
+    fn default() -> TokenConfig {
+        TokenConfig {
+            default_ttl_minutes: crate::domain::token::DEFAULT_TTL_MINUTES,
+        }
+    }
+}
+
+/// `/var/lib/autosign-proxy` for root (the packaged service); a per-user directory
+/// otherwise, so `autosign-proxy serve` works for anyone without configuration.
+fn default_data_dir() -> PathBuf {
+    let is_root = std::env::var("USER").map(|u| u == "root").unwrap_or(false)
+        || std::env::var_os("HOME").is_some_and(|h| h == "/root");
+    if is_root {
+        return PathBuf::from("/var/lib/autosign-proxy");
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(xdg).join("autosign-proxy");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/autosign-proxy"),
+        None => PathBuf::from("autosign-proxy-data"),
+    }
+}
+
+/// A configuration problem, said so an operator can fix it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+const ENV_PREFIX: &str = "AUTOSIGN_PROXY_";
+const SECTIONS: [&str; 4] = ["tls", "ca", "tokens", "policy"];
+
+impl Config {
+    /// Defaults, then the file (if any), then the environment.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(format!("cannot read config file {}: {e}", path.display()))
+                })?;
+                toml::from_str::<toml::Table>(&text)
+                    .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        overlay_env(&mut table, env)?;
+        let source = file.map_or("the environment".to_string(), |p| {
+            format!("{} or the environment", p.display())
+        });
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError(format!("{source}: {}", e.message())))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(ConfigError(
+                "tls.cert and tls.key must be set together".into(),
+            ));
+        }
+        self.ca
+            .key_algorithm
+            .parse::<crate::ca::signer::KeyAlgorithm>()
+            .map_err(|e| ConfigError(format!("ca.key_algorithm: {e}")))?;
+        if !(1..=crate::domain::token::MAX_TTL_MINUTES).contains(&self.tokens.default_ttl_minutes) {
+            return Err(ConfigError(format!(
+                "tokens.default_ttl_minutes must be between 1 and {}",
+                crate::domain::token::MAX_TTL_MINUTES
+            )));
+        }
+        if !matches!(
+            self.log_level.as_str(),
+            "error" | "warn" | "info" | "debug" | "trace"
+        ) {
+            return Err(ConfigError(format!(
+                "log_level '{}' is not one of error, warn, info, debug, trace",
+                self.log_level
+            )));
+        }
+        Ok(())
+    }
+
+    /// The SQLite file used when no `database_url` is set.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("autosign-proxy.db")
+    }
+}
+
+/// `AUTOSIGN_PROXY_LISTEN=...` sets `listen`; `AUTOSIGN_PROXY_TLS_CERT=...` sets
+/// `tls.cert`. A value that reads as TOML (a number, `true`, `["a","b"]`) is taken as
+/// such; anything else is a string. Unknown names are errors, like unknown file keys.
+fn overlay_env(
+    table: &mut toml::Table,
+    env: impl Iterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (name, raw) in env {
+        let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if key == "CONFIG" {
+            continue;
+        }
+        let key = key.to_ascii_lowercase();
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        let (section, field) = match SECTIONS.iter().find(|s| key.starts_with(&format!("{s}_"))) {
+            Some(section) => (Some(*section), key[section.len() + 1..].to_string()),
+            None => (None, key.clone()),
+        };
+        let target = match section {
+            Some(section) => table
+                .entry(section)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .ok_or_else(|| {
+                    ConfigError(format!("[{section}] in the config file is not a table"))
+                })?,
+            None => &mut *table,
+        };
+        target.insert(field, value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    fn write(text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "autosign-config-{}-{}.toml",
+            std::process::id(),
+            text.len()
+        ));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8140");
+        assert_eq!(c.ca.key_algorithm, "rsa-4096");
+        assert_eq!(c.tokens.default_ttl_minutes, 360);
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let path = write("listen = \"0.0.0.0:9000\"\ntrusted_hosts = [\"foreman.example.com\"]\n[tls]\nserver_names = [\"puppet\"]\n");
+        let c = Config::load(
+            Some(&path),
+            env(&[
+                ("AUTOSIGN_PROXY_LISTEN", "127.0.0.1:9001"),
+                ("AUTOSIGN_PROXY_TOKENS_DEFAULT_TTL_MINUTES", "60"),
+                ("AUTOSIGN_PROXY_TLS_CLIENT_CA", "[\"/etc/puppet/ca.pem\"]"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9001");
+        assert_eq!(c.trusted_hosts, ["foreman.example.com"]);
+        assert_eq!(c.tls.server_names, ["puppet"]);
+        assert_eq!(c.tls.client_ca, [PathBuf::from("/etc/puppet/ca.pem")]);
+        assert_eq!(c.tokens.default_ttl_minutes, 60);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let path = write("lisen = \"x\"\n");
+        let err = Config::load(Some(&path), env(&[])).unwrap_err();
+        assert!(err.0.contains("lisen"), "{err}");
+        let err = Config::load(None, env(&[("AUTOSIGN_PROXY_TLS_CERTT", "x")])).unwrap_err();
+        assert!(err.0.contains("certt"), "{err}");
+        assert!(
+            Config::load(None, env(&[("AUTOSIGN_PROXY_TLS_CERT", "/x")])).is_err(),
+            "cert without key"
+        );
+        assert!(Config::load(None, env(&[("AUTOSIGN_PROXY_CA_KEY_ALGORITHM", "dsa")])).is_err());
+        assert!(Config::load(Some(Path::new("/nonexistent/x.toml")), env(&[])).is_err());
+    }
+}

@@ -1,0 +1,144 @@
+//! The network side: an HTTPS server whose handlers decode, call one use case, and
+//! render. Routes live in `smart_proxy` (Foreman's `/puppet/ca`) and `api` (`/api/v1`).
+
+pub mod api;
+pub mod errors;
+pub mod smart_proxy;
+pub mod tls;
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+
+use crate::app::App;
+use crate::domain::event::Actor;
+use crate::state::{TlsMaterial, LOCAL_CLIENT_CN};
+use errors::ApiError;
+use tls::ClientIdentity;
+
+/// Shared by every handler.
+pub struct HttpState {
+    pub app: Arc<App>,
+    /// Client certificate CNs allowed on the provisioning and Foreman APIs.
+    pub trusted_hosts: HashSet<String>,
+}
+
+impl HttpState {
+    pub fn new(app: Arc<App>) -> HttpState {
+        let mut trusted_hosts: HashSet<String> = app.config.trusted_hosts.iter().cloned().collect();
+        trusted_hosts.insert(LOCAL_CLIENT_CN.to_string());
+        HttpState { app, trusted_hosts }
+    }
+
+    /// The smart proxy's rule: a verified client certificate whose CN is in trusted_hosts.
+    pub fn require_trusted(&self, req: &HttpRequest) -> Result<Actor, ApiError> {
+        let request_id = request_id(req);
+        let identity = req
+            .conn_data::<ClientIdentity>()
+            .cloned()
+            .or_else(|| req.extensions().get::<ClientIdentity>().cloned());
+        match identity {
+            Some(id) if self.trusted_hosts.contains(&id.common_name) => {
+                Ok(Actor::new(id.common_name, request_id))
+            }
+            Some(id) => {
+                tracing::warn!(client = %id.common_name, path = req.path(), "untrusted client refused");
+                Err(ApiError::Forbidden(format!(
+                    "Untrusted client {} attempted to access {}",
+                    id.common_name,
+                    req.path()
+                )))
+            }
+            None => Err(ApiError::Forbidden(format!(
+                "a client certificate whose CN is in trusted_hosts is required to access {}",
+                req.path()
+            ))),
+        }
+    }
+}
+
+/// Foreman's X-Request-Id, kept short and printable so it is safe in logs and events.
+fn request_id(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get("x-request-id")?.to_str().ok()?;
+    let clean: String = value
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(128)
+        .collect();
+    (!clean.is_empty()).then_some(clean)
+}
+
+/// The caller, authenticated as a trusted host. As a handler's first argument it runs
+/// before any other extractor, so an untrusted client learns nothing from body parsing.
+pub struct Trusted(pub Actor);
+
+impl actix_web::FromRequest for Trusted {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Trusted, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let result = match req.app_data::<web::Data<HttpState>>() {
+            Some(state) => state.require_trusted(req).map(Trusted),
+            None => Err(ApiError::Internal("HttpState missing".into())),
+        };
+        std::future::ready(result)
+    }
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    smart_proxy::routes(cfg);
+    api::routes(cfg);
+    cfg.default_service(web::to(|req: HttpRequest| async move {
+        HttpResponse::NotFound().json(
+            serde_json::json!({ "error": format!("no route for {} {}", req.method(), req.path()) }),
+        )
+    }));
+}
+
+/// A running HTTPS server.
+pub struct RunningServer {
+    pub port: u16,
+    pub handle: ServerHandle,
+    pub server: actix_web::dev::Server,
+}
+
+/// Start serving on an already bound listener (port 0 works: `port` says which).
+pub fn start(
+    state: HttpState,
+    material: &TlsMaterial,
+    listener: TcpListener,
+    workers: usize,
+) -> Result<RunningServer, String> {
+    let config = tls::server_config(material)?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let state = web::Data::new(state);
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(state.clone())
+            .app_data(api::json_config())
+            .app_data(
+                web::QueryConfig::default()
+                    .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
+            )
+            .configure(routes)
+    })
+    .on_connect(tls::on_connect)
+    .workers(workers.max(1))
+    // Agents and policy calls are short; idle keep-alive connections are closed after
+    // this, which also bounds what an idle client can hold.
+    .keep_alive(std::time::Duration::from_secs(30))
+    .client_request_timeout(std::time::Duration::from_secs(10))
+    .shutdown_timeout(5)
+    .disable_signals()
+    .listen_rustls_0_23(listener, config)
+    .map_err(|e| e.to_string())?
+    .run();
+    Ok(RunningServer {
+        port,
+        handle: server.handle(),
+        server,
+    })
+}

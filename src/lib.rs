@@ -1,0 +1,18 @@
+//! autosign-proxy: decides which Puppet certificate requests get signed, and signs them.
+//!
+//! The crate is layered as the design card lays it out: `domain` holds the decision
+//! pipeline and knows nothing of HTTP or SQL, `ca` holds keys and certificate issuance,
+//! `store` persists state behind a trait in domain verbs, `http` is the thin network
+//! side, and `app` wires them together for the binary.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod ca;
+pub mod config;
+pub mod der;
+pub mod domain;
+pub mod http;
+pub mod pem;
+pub mod state;
+pub mod store;
+pub mod timefmt;

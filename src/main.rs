@@ -1,0 +1,481 @@
+//! The `autosign-proxy` command line: parse arguments, call the library, print.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use autosign_proxy::app::{App, AppError};
+use autosign_proxy::config::Config;
+use autosign_proxy::domain::decision::Verdict;
+use autosign_proxy::domain::event::{Actor, EventFilter, EventRecord};
+use autosign_proxy::domain::token::{parse_ttl_minutes, AltName};
+use autosign_proxy::http::{self, HttpState};
+use autosign_proxy::state;
+use autosign_proxy::store::sqlite::SqliteStore;
+use autosign_proxy::store::{Store, TokenSelector};
+use autosign_proxy::timefmt;
+
+#[derive(Parser)]
+#[command(
+    name = "autosign-proxy",
+    version,
+    about = "Decides which Puppet certificate requests get signed, and signs them"
+)]
+struct Cli {
+    /// TOML config file (also AUTOSIGN_PROXY_CONFIG).
+    #[arg(long, global = true, env = "AUTOSIGN_PROXY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory: database, CA and TLS files.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTPS service.
+    Serve {
+        /// Listen address, e.g. 127.0.0.1:8140.
+        #[arg(long)]
+        listen: Option<String>,
+        /// HTTP worker threads (default: one per CPU).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// One-time build tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The autosign allow-list (autosign.conf semantics).
+    #[command(subcommand)]
+    Autosign(AutosignCommand),
+    /// Recorded events, newest first.
+    Events(EventsArgs),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Issue a token for CERTNAME; prints the token alone (shown only this once).
+    Issue {
+        certname: String,
+        /// Lifetime: 30m, 6h, 2d, or minutes (default from config: 360).
+        #[arg(long)]
+        ttl: Option<String>,
+        /// An extra subjectAltName the CSR may carry: DNS:name or IP:address. Repeatable.
+        #[arg(long = "alt-name")]
+        alt_names: Vec<String>,
+        /// Free metadata, KEY=VALUE (e.g. build_id=42). Repeatable.
+        #[arg(long = "meta")]
+        metadata: Vec<String>,
+        /// Print the whole record as JSON instead of the token alone.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (live ones unless --all). Token values are never shown.
+    List {
+        #[arg(long)]
+        certname: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id, or every live token of --certname.
+    Revoke {
+        id: Option<i64>,
+        #[arg(long, conflicts_with = "id")]
+        certname: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AutosignCommand {
+    /// Add an entry: an exact certname, `*.domain` or `*`.
+    Add {
+        pattern: String,
+        #[arg(long = "alt-name")]
+        alt_names: Vec<String>,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Remove {
+        pattern: String,
+    },
+    /// Import an existing autosign.conf; reports every line it cannot use.
+    Import {
+        file: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct EventsArgs {
+    /// Only rejected decisions.
+    #[arg(long, conflicts_with = "approved")]
+    rejected: bool,
+    /// Only approved decisions.
+    #[arg(long)]
+    approved: bool,
+    #[arg(long)]
+    certname: Option<String>,
+    /// Event kind, e.g. decision, token_issued.
+    #[arg(long)]
+    kind: Option<String>,
+    /// Only events older than this id (paging).
+    #[arg(long)]
+    before: Option<i64>,
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut config = match Config::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => return fail(&e.to_string()),
+    };
+    if let Some(dir) = cli.data_dir {
+        config.data_dir = dir;
+    }
+    let result = actix_web::rt::System::new().block_on(run(cli.command, config));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("autosign-proxy: {message}");
+    ExitCode::FAILURE
+}
+
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
+    if !config.database_url.is_empty() {
+        return Err(format!(
+            "database_url '{}' is not supported by this build; leave it empty for SQLite",
+            config.database_url
+        ));
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
+    let store = SqliteStore::open(&config.sqlite_path())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(store))
+}
+
+fn cli_actor() -> Actor {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    Actor::new(format!("cli:{user}"), None)
+}
+
+fn app_error(e: AppError) -> String {
+    e.to_string()
+}
+
+async fn run(command: Command, mut config: Config) -> Result<(), String> {
+    if let Command::Serve { listen, workers } = command {
+        if let Some(listen) = listen {
+            config.listen = listen;
+        }
+        return serve(config, workers).await;
+    }
+    let store = open_store(&config).await?;
+    let app = App::new(store, config);
+    let actor = cli_actor();
+    match command {
+        Command::Serve { .. } => Ok(()),
+        Command::Token(cmd) => token(&app, &actor, cmd).await,
+        Command::Autosign(cmd) => autosign(&app, &actor, cmd).await,
+        Command::Events(args) => events(&app, args).await,
+    }
+}
+
+async fn serve(config: Config, workers: Option<usize>) -> Result<(), String> {
+    init_logging(&config.log_level);
+    let started = std::time::Instant::now();
+    let store = open_store(&config).await?;
+    let dir = state::initialize(&config, store.as_ref(), &mut |line| {
+        eprintln!("autosign-proxy: {line}")
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let material = state::tls_material(&config, &dir).map_err(|e| e.to_string())?;
+    let listener = TcpListener::bind(&config.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let app = Arc::new(App::new(store, config));
+    let workers =
+        workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let running = http::start(HttpState::new(app), &material, listener, workers)?;
+    tracing::info!(
+        %address,
+        data_dir = %dir.root.display(),
+        ready_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "autosign-proxy ready"
+    );
+    eprintln!(
+        "autosign-proxy: listening on https://{address} (CA bundle for clients: {})",
+        dir.ca_bundle().display()
+    );
+    let handle = running.handle.clone();
+    actix_web::rt::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        handle.stop(true).await;
+    });
+    running.server.await.map_err(|e| e.to_string())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending::<()>().await,
+    }
+}
+
+fn init_logging(level: &str) {
+    let level = match level {
+        "error" => tracing::Level::ERROR,
+        "warn" => tracing::Level::WARN,
+        "debug" => tracing::Level::DEBUG,
+        "trace" => tracing::Level::TRACE,
+        _ => tracing::Level::INFO,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}
+
+fn alt_names(names: &[String]) -> Result<Vec<AltName>, String> {
+    names
+        .iter()
+        .map(|n| AltName::parse(n).map_err(|e| e.to_string()))
+        .collect()
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String, String> {
+    serde_json::to_string(value).map_err(|e| e.to_string())
+}
+
+async fn token(app: &App, actor: &Actor, cmd: TokenCommand) -> Result<(), String> {
+    match cmd {
+        TokenCommand::Issue {
+            certname,
+            ttl,
+            alt_names: names,
+            metadata,
+            json,
+        } => {
+            let ttl = ttl
+                .map(|t| parse_ttl_minutes(&t))
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            let metadata = if metadata.is_empty() {
+                None
+            } else {
+                let mut map = serde_json::Map::new();
+                for pair in metadata {
+                    let (k, v) = pair
+                        .split_once('=')
+                        .ok_or(format!("--meta '{pair}' is not KEY=VALUE"))?;
+                    map.insert(k.to_string(), serde_json::Value::String(v.to_string()));
+                }
+                Some(serde_json::Value::Object(map))
+            };
+            let issued = app
+                .issue_token(&certname, alt_names(&names)?, metadata, ttl, actor)
+                .await
+                .map_err(app_error)?;
+            if json {
+                println!("{}", to_json(&issued)?);
+            } else {
+                println!("{}", issued.token);
+            }
+            Ok(())
+        }
+        TokenCommand::List {
+            certname,
+            all,
+            json,
+        } => {
+            let tokens = app
+                .list_tokens(certname.as_deref(), all)
+                .await
+                .map_err(app_error)?;
+            for t in tokens {
+                if json {
+                    println!("{}", to_json(&t)?);
+                } else {
+                    let alts: Vec<String> =
+                        t.record.alt_names.iter().map(ToString::to_string).collect();
+                    println!(
+                        "{:>6}  {:<8} {:<40} expires {}{}",
+                        t.record.id,
+                        to_json(&t.state)?.trim_matches('"'),
+                        t.record.certname,
+                        t.expires,
+                        if alts.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  (alt names: {})", alts.join(", "))
+                        }
+                    );
+                }
+            }
+            Ok(())
+        }
+        TokenCommand::Revoke { id, certname } => {
+            let selector = match (id, certname) {
+                (Some(id), None) => TokenSelector::Id(id),
+                (None, Some(name)) => TokenSelector::Certname(name),
+                _ => return Err("give a token id or --certname".into()),
+            };
+            let revoked = app
+                .revoke_tokens(selector, actor)
+                .await
+                .map_err(app_error)?;
+            println!(
+                "revoked {}",
+                revoked
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn autosign(app: &App, actor: &Actor, cmd: AutosignCommand) -> Result<(), String> {
+    match cmd {
+        AutosignCommand::Add {
+            pattern,
+            alt_names: names,
+        } => {
+            if app
+                .add_allow_entry(&pattern, alt_names(&names)?, actor)
+                .await
+                .map_err(app_error)?
+            {
+                println!("added {pattern}");
+            } else {
+                println!("{pattern} was already on the allow-list");
+            }
+            Ok(())
+        }
+        AutosignCommand::List { json } => {
+            for entry in app.list_allow_entries().await.map_err(app_error)? {
+                if json {
+                    println!("{}", to_json(&entry)?);
+                } else if entry.alt_names.is_empty() {
+                    println!("{}", entry.pattern);
+                } else {
+                    let alts: Vec<String> =
+                        entry.alt_names.iter().map(ToString::to_string).collect();
+                    println!("{}  (alt names: {})", entry.pattern, alts.join(", "));
+                }
+            }
+            Ok(())
+        }
+        AutosignCommand::Remove { pattern } => {
+            app.remove_allow_entry(&pattern, actor)
+                .await
+                .map_err(app_error)?;
+            println!("removed {pattern}");
+            Ok(())
+        }
+        AutosignCommand::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let report = app
+                .import_autosign_conf(&text, actor)
+                .await
+                .map_err(app_error)?;
+            for p in &report.added {
+                println!("added {p}");
+            }
+            for p in &report.already_present {
+                println!("already present {p}");
+            }
+            for s in &report.skipped {
+                eprintln!(
+                    "{}:{}: skipped '{}': {}",
+                    file.display(),
+                    s.line_number,
+                    s.line,
+                    s.reason
+                );
+            }
+            println!(
+                "{} added, {} already present, {} lines skipped",
+                report.added.len(),
+                report.already_present.len(),
+                report.skipped.len()
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn events(app: &App, args: EventsArgs) -> Result<(), String> {
+    let decision = match (args.rejected, args.approved) {
+        (true, _) => Some(Verdict::Rejected),
+        (_, true) => Some(Verdict::Approved),
+        _ => None,
+    };
+    let filter = EventFilter {
+        certname: args.certname,
+        kind: args.kind,
+        decision,
+        before_id: args.before,
+        limit: args.limit.clamp(1, 1000),
+    };
+    for event in app.events(&filter).await.map_err(app_error)? {
+        if args.json {
+            println!("{}", to_json(&event)?);
+        } else {
+            println!("{}", event_line(&event));
+        }
+    }
+    Ok(())
+}
+
+fn event_line(e: &EventRecord) -> String {
+    let what = match (&e.decision, &e.reason) {
+        (Some(d), Some(r)) => format!("{} {d} ({r})", e.kind),
+        _ => e.kind.clone(),
+    };
+    format!(
+        "{} #{:<6} {:<32} {:<40} {} [by {}{}]",
+        timefmt::rfc3339(e.at),
+        e.id,
+        what,
+        e.certname.as_deref().unwrap_or("-"),
+        e.message.as_deref().unwrap_or(""),
+        e.actor,
+        e.request_id
+            .as_deref()
+            .map(|r| format!(", request {r}"))
+            .unwrap_or_default()
+    )
+}

@@ -1,0 +1,359 @@
+//! The data directory: creates on first start, and reuses afterwards, the CA key and
+//! certificate, the service's TLS certificate issued by that CA, and the local client
+//! certificate that the CLI and a local autosign-policy present.
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::ca::issue::{self, CaCertSpec, LeafSpec};
+use crate::ca::signer::{KeyAlgorithm, Signer, SoftwareKey};
+use crate::ca::PP_CLI_AUTH_OID;
+use crate::config::Config;
+use crate::domain::csr::GeneralName;
+use crate::pem;
+use crate::store::Store;
+use crate::timefmt;
+
+/// The CN of the client certificate the service always trusts (the local CLI's).
+pub const LOCAL_CLIENT_CN: &str = "autosign-proxy-local-client";
+/// The CN of the service's own generated TLS certificate.
+pub const SERVICE_CN: &str = "autosign-proxy";
+
+const DAY: i64 = 86_400;
+/// puppetserver's defaults: CA 15 years, agents 5 years, all backdated one day.
+const CA_TTL: i64 = 15 * 365 * DAY;
+const LEAF_TTL: i64 = 5 * 365 * DAY;
+/// Reissue the generated service certificate when it has less than this left.
+const RENEW_BEFORE: i64 = 30 * DAY;
+
+/// Where everything lives under the data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    pub root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: &Path) -> DataDir {
+        DataDir {
+            root: root.to_path_buf(),
+        }
+    }
+    pub fn ca_key(&self) -> PathBuf {
+        self.root.join("ca/ca_key.pem")
+    }
+    pub fn ca_cert(&self) -> PathBuf {
+        self.root.join("ca/ca_crt.pem")
+    }
+    /// The bundle clients verify the service with.
+    pub fn ca_bundle(&self) -> PathBuf {
+        self.root.join("tls/ca.pem")
+    }
+    pub fn server_cert(&self) -> PathBuf {
+        self.root.join("tls/server.pem")
+    }
+    pub fn server_key(&self) -> PathBuf {
+        self.root.join("tls/server.key")
+    }
+    pub fn client_cert(&self) -> PathBuf {
+        self.root.join("tls/client.pem")
+    }
+    pub fn client_key(&self) -> PathBuf {
+        self.root.join("tls/client.key")
+    }
+}
+
+#[derive(Debug)]
+pub struct StateError(pub String);
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StateError {}
+
+fn err(context: &str, e: impl fmt::Display) -> StateError {
+    StateError(format!("{context}: {e}"))
+}
+
+/// What the HTTPS server needs, read from the data directory (or configured files).
+pub struct TlsMaterial {
+    /// Leaf first, as DER.
+    pub server_chain: Vec<Vec<u8>>,
+    pub server_key_pem: String,
+    /// CA certificates whose client certificates are accepted, as DER.
+    pub client_roots: Vec<Vec<u8>>,
+}
+
+/// Create what is missing, reuse what is there, and say what is being generated.
+/// Refuses a half-present CA (a key without its certificate or the reverse) rather than
+/// overwriting anything.
+pub async fn initialize(
+    config: &Config,
+    store: &dyn Store,
+    say: &mut dyn FnMut(&str),
+) -> Result<DataDir, StateError> {
+    let dir = DataDir::new(&config.data_dir);
+    for sub in ["", "ca", "tls"] {
+        let path = dir.root.join(sub);
+        if !path.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(&path)
+                .map_err(|e| err(&format!("cannot create {}", path.display()), e))?;
+        }
+    }
+    let now = timefmt::now();
+    let ca_key = ensure_ca(config, &dir, store, now, say).await?;
+    let ca_der = read_first_cert(&dir.ca_cert())?;
+    if !dir.ca_bundle().exists() {
+        write_file(
+            &dir.ca_bundle(),
+            pem::encode("CERTIFICATE", &ca_der).as_bytes(),
+            0o644,
+        )?;
+    }
+    let mut ca_key = ca_key;
+    let server_names = service_names(config);
+    if config.tls.cert.is_none() && needs_service_cert(&dir.server_cert(), &server_names, now) {
+        let key = match ca_key.take() {
+            Some(key) => key,
+            None => load_key(&dir.ca_key())?,
+        };
+        say(&format!(
+            "generating the service TLS certificate ({}) in {}",
+            server_names
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            dir.server_cert().display()
+        ));
+        issue_local_cert(
+            &key,
+            &ca_der,
+            store,
+            SERVICE_CN,
+            &server_names,
+            &dir.server_cert(),
+            &dir.server_key(),
+            now,
+        )
+        .await?;
+        ca_key = Some(key);
+    }
+    if !dir.client_cert().exists() || !dir.client_key().exists() {
+        let key = match ca_key.take() {
+            Some(key) => key,
+            None => load_key(&dir.ca_key())?,
+        };
+        say(&format!(
+            "generating the local client certificate in {}",
+            dir.client_cert().display()
+        ));
+        issue_local_cert(
+            &key,
+            &ca_der,
+            store,
+            LOCAL_CLIENT_CN,
+            &[],
+            &dir.client_cert(),
+            &dir.client_key(),
+            now,
+        )
+        .await?;
+    }
+    Ok(dir)
+}
+
+/// The CA key is loaded only when something has to be signed, so later starts stay fast.
+async fn ensure_ca(
+    config: &Config,
+    dir: &DataDir,
+    store: &dyn Store,
+    now: i64,
+    say: &mut dyn FnMut(&str),
+) -> Result<Option<SoftwareKey>, StateError> {
+    match (dir.ca_key().exists(), dir.ca_cert().exists()) {
+        (true, true) => Ok(None),
+        (false, false) => {
+            let algorithm: KeyAlgorithm = config
+                .ca
+                .key_algorithm
+                .parse()
+                .map_err(|e| err("ca.key_algorithm", e))?;
+            say(&format!("generating the CA key ({algorithm}) in {}", dir.ca_key().display()));
+            let key = SoftwareKey::generate(algorithm).map_err(|e| err("CA key generation failed", e))?;
+            key.save_new(&dir.ca_key()).map_err(|e| err("cannot write the CA key", e))?;
+            let serial = store.next_serial().await.map_err(|e| err("serial allocation", e))?;
+            let spec = CaCertSpec {
+                common_name: &config.ca.common_name,
+                serial,
+                not_before: now - DAY,
+                not_after: now + CA_TTL,
+            };
+            say(&format!("generating the CA certificate '{}' in {}", config.ca.common_name, dir.ca_cert().display()));
+            let der = issue::self_signed_ca(&key, &spec).map_err(|e| err("CA certificate", e))?;
+            write_file(&dir.ca_cert(), pem::encode("CERTIFICATE", &der).as_bytes(), 0o644)?;
+            Ok(Some(key))
+        }
+        (true, false) => Err(StateError(format!(
+            "{} exists but {} does not: refusing to guess; restore the CA certificate or move the key away",
+            dir.ca_key().display(),
+            dir.ca_cert().display()
+        ))),
+        (false, true) => Err(StateError(format!(
+            "{} exists but its key {} does not: refusing to create a new CA over an old one",
+            dir.ca_cert().display(),
+            dir.ca_key().display()
+        ))),
+    }
+}
+
+/// localhost, the loopback addresses, this host's name, and what the config adds.
+fn service_names(config: &Config) -> Vec<GeneralName> {
+    let mut names = vec![
+        GeneralName::Dns("localhost".into()),
+        GeneralName::Ip(IpAddr::from([127, 0, 0, 1])),
+        GeneralName::Ip("::1".parse().unwrap_or(IpAddr::from([0u8; 16]))),
+    ];
+    if let Ok(host) = fs::read_to_string("/proc/sys/kernel/hostname") {
+        let host = host.trim().to_ascii_lowercase();
+        if !host.is_empty() && host != "localhost" {
+            names.push(GeneralName::Dns(host));
+        }
+    }
+    for extra in &config.tls.server_names {
+        let name = match extra.parse::<IpAddr>() {
+            Ok(ip) => GeneralName::Ip(ip),
+            Err(_) => GeneralName::Dns(extra.to_ascii_lowercase()),
+        };
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+fn needs_service_cert(path: &Path, names: &[GeneralName], now: i64) -> bool {
+    let Ok(der) = read_first_cert(path) else {
+        return true;
+    };
+    let Ok(info) = issue::cert_info(&der) else {
+        return true;
+    };
+    info.not_after - now < RENEW_BEFORE || names.iter().any(|n| !info.subject_alt_names.contains(n))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn issue_local_cert(
+    ca_key: &SoftwareKey,
+    ca_der: &[u8],
+    store: &dyn Store,
+    cn: &str,
+    names: &[GeneralName],
+    cert_path: &Path,
+    key_path: &Path,
+    now: i64,
+) -> Result<(), StateError> {
+    // P-256: the service and its local clients handshake on every policy call.
+    let key = SoftwareKey::generate(KeyAlgorithm::EcP256).map_err(|e| err("key generation", e))?;
+    let serial = store
+        .next_serial()
+        .await
+        .map_err(|e| err("serial allocation", e))?;
+    let extensions = [issue::utf8_extension(PP_CLI_AUTH_OID, "true")];
+    let spec = LeafSpec {
+        common_name: cn,
+        subject_spki_der: key.spki_der(),
+        serial,
+        not_before: now - DAY,
+        not_after: now + LEAF_TTL,
+        subject_alt_names: names,
+        extra_extensions: &extensions,
+    };
+    let der = issue::issue_leaf(ca_key, ca_der, &spec)
+        .map_err(|e| err(&format!("certificate for {cn}"), e))?;
+    let key_pem = key.to_pkcs8_pem().map_err(|e| err("key encoding", e))?;
+    write_file(key_path, key_pem.as_bytes(), 0o600)?;
+    write_file(
+        cert_path,
+        pem::encode("CERTIFICATE", &der).as_bytes(),
+        0o644,
+    )?;
+    Ok(())
+}
+
+fn load_key(path: &Path) -> Result<SoftwareKey, StateError> {
+    SoftwareKey::load(path).map_err(|e| err(&format!("cannot load {}", path.display()), e))
+}
+
+/// Every certificate in a PEM file, as DER.
+pub fn read_certs(path: &Path) -> Result<Vec<Vec<u8>>, StateError> {
+    let text =
+        fs::read_to_string(path).map_err(|e| err(&format!("cannot read {}", path.display()), e))?;
+    let certs: Vec<Vec<u8>> = pem::decode_all(&text)
+        .map_err(|e| err(&format!("{}", path.display()), e))?
+        .into_iter()
+        .filter(|(label, _)| label == "CERTIFICATE")
+        .map(|(_, der)| der)
+        .collect();
+    if certs.is_empty() {
+        return Err(StateError(format!(
+            "{} holds no certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+fn read_first_cert(path: &Path) -> Result<Vec<u8>, StateError> {
+    read_certs(path)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| StateError(format!("{} holds no certificate", path.display())))
+}
+
+/// Write via a temporary file and rename, so a crash never leaves half a file; the mode
+/// is set at creation, so a key is never readable by others, even briefly.
+fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), StateError> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| err(&format!("cannot create {}", tmp.display()), e))?;
+    file.write_all(contents)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| err(&format!("cannot write {}", tmp.display()), e))?;
+    fs::rename(&tmp, path).map_err(|e| err(&format!("cannot rename to {}", path.display()), e))
+}
+
+/// The server's certificate chain, key and accepted client CAs, from the data directory
+/// or from the files the config names.
+pub fn tls_material(config: &Config, dir: &DataDir) -> Result<TlsMaterial, StateError> {
+    let (cert_path, key_path) = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+        _ => (dir.server_cert(), dir.server_key()),
+    };
+    let server_chain = read_certs(&cert_path)?;
+    let server_key_pem = fs::read_to_string(&key_path)
+        .map_err(|e| err(&format!("cannot read {}", key_path.display()), e))?;
+    let mut client_roots = read_certs(&dir.ca_cert())?;
+    for bundle in &config.tls.client_ca {
+        client_roots.extend(read_certs(bundle)?);
+    }
+    Ok(TlsMaterial {
+        server_chain,
+        server_key_pem,
+        client_roots,
+    })
+}

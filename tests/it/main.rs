@@ -1,0 +1,7 @@
+//! The one integration-test binary: a real service on loopback with real TLS, real
+//! SQLite, real CSRs from openssl, and real Puppet where it is installed.
+
+mod api;
+mod cli;
+mod support;
+mod validate;

@@ -1,0 +1,660 @@
+//! Harness for tests against real Puppet software (Debian bookworm packages
+//! `puppet-agent` 7.23, `puppetserver` 7.9.5, `ruby-puppetserver-ca-cli`).
+//!
+//! std only. Everything binds to / talks to 127.0.0.1 and keeps its state in
+//! private directories under the `dir` the caller passes in (use a fresh
+//! directory per test). See `PUPPET_NOTES.md` next to this file for the
+//! measured behaviour of real puppetserver and stock agents.
+//!
+//! Skipping: when Puppet is missing, tests must FAIL unless the environment
+//! variable `AUTOSIGN_ALLOW_SKIP_PUPPET=1` is set; use [`require_puppet`] at the top of
+//! each test:
+//! ```ignore
+//! if !puppet::require_puppet("my_test") { return; }
+//! ```
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const PUPPET_BIN: &str = "/usr/bin/puppet";
+pub const PUPPETSERVER_BIN: &str = "/usr/bin/puppetserver";
+pub const PUPPETSERVER_JAR: &str = "/usr/share/puppetserver/puppetserver.jar";
+pub const PUPPETSERVER_CONF: &str = "/etc/puppet/puppetserver/conf.d";
+pub const PUPPETSERVER_SERVICES: &str = "/etc/puppet/puppetserver/services.d";
+/// Environment variable that allows Puppet tests to be skipped when Puppet is missing.
+pub const ALLOW_SKIP_ENV: &str = "AUTOSIGN_ALLOW_SKIP_PUPPET";
+/// The certname puppetserver gives itself (its host cert carries pp_cli_auth and
+/// SANs IP:127.0.0.1, DNS:localhost, DNS:<this>).
+pub const SERVER_CERTNAME: &str = "puppetserver.test";
+/// How long [`PuppetServer::start`] waits for the server to answer.
+pub const START_TIMEOUT: Duration = Duration::from_secs(180);
+/// Hard limit for one agent run (a policy executable that hangs would hang the agent:
+/// puppetserver has no timeout and the agent's http_read_timeout is 10 minutes).
+pub const AGENT_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn which(prog: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(prog))
+        .find(|p| p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false))
+}
+
+/// Is real Puppet installed (puppet, puppetserver jar, java, ruby, puppetserver ca CLI)?
+pub fn puppet_available() -> bool {
+    Path::new(PUPPET_BIN).is_file()
+        && Path::new(PUPPETSERVER_JAR).is_file()
+        && Path::new(PUPPETSERVER_BIN).is_file()
+        && Path::new(PUPPETSERVER_CONF).is_dir()
+        && which("java").is_some()
+        && which("ruby").is_some()
+}
+
+/// Call at the top of every real-Puppet test. Returns true when Puppet is there.
+/// When it is not: prints a loud message and returns false if `AUTOSIGN_ALLOW_SKIP_PUPPET=1`,
+/// otherwise panics (a missing Puppet must not turn into a silently green test run).
+pub fn require_puppet(test: &str) -> bool {
+    if puppet_available() {
+        return true;
+    }
+    let allowed = std::env::var(ALLOW_SKIP_ENV).map(|v| v == "1" || v == "true").unwrap_or(false);
+    let msg = format!(
+        "\n\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+         !!! {test}: real Puppet is NOT installed (need {PUPPET_BIN}, {PUPPETSERVER_JAR},\n\
+         !!! java, ruby: apt-get install -y puppet-agent puppetserver ruby-puppetserver-ca-cli)\n\
+         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+    );
+    if allowed {
+        eprintln!("{msg}!!! SKIPPING because {ALLOW_SKIP_ENV}=1\n");
+        false
+    } else {
+        panic!("{msg}!!! FAILING (set {ALLOW_SKIP_ENV}=1 to skip instead)\n");
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bind to port 0, read it, release it).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().unwrap().port()
+}
+
+fn write(path: &Path, body: &str) -> Result<(), String> {
+    if let Some(p) = path.parent() {
+        fs::create_dir_all(p).map_err(|e| format!("mkdir {}: {e}", p.display()))?;
+    }
+    fs::write(path, body).map_err(|e| format!("write {}: {e}", path.display()))
+}
+
+/// Double-quoted YAML scalar.
+fn yaml_str(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// Runs a child with a hard timeout, collecting stdout/stderr. Returns
+/// (exit success, stdout, stderr, elapsed, timed_out).
+fn run_with_timeout(mut cmd: Command, timeout: Duration) -> (bool, String, String, Duration, bool) {
+    let start = Instant::now();
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return (false, String::new(), format!("spawn {cmd:?}: {e}"), start.elapsed(), false),
+    };
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t1 = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = so.read_to_end(&mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    });
+    let t2 = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = se.read_to_end(&mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    });
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break Some(st),
+            Ok(None) if start.elapsed() > timeout => {
+                timed_out = true;
+                kill_group(&mut child);
+                break child.wait().ok();
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(50)),
+            Err(_) => break None,
+        }
+    };
+    let elapsed = start.elapsed();
+    let out = t1.join().unwrap_or_default();
+    let mut err = t2.join().unwrap_or_default();
+    if timed_out {
+        err.push_str(&format!("\n[harness] killed after {timeout:?}\n"));
+    }
+    (status.map(|s| s.success()).unwrap_or(false), out, err, elapsed, timed_out)
+}
+
+/// SIGKILL the child's whole process group (the child was spawned with process_group(0),
+/// so its pgid is its pid), then the child itself.
+fn kill_group(child: &mut Child) {
+    let pid = child.id();
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.kill();
+}
+
+// ---------------------------------------------------------------------------
+// puppetserver
+// ---------------------------------------------------------------------------
+
+/// A puppetserver 7 (Debian's jar) in the foreground with private dirs under `dir`,
+/// listening on 127.0.0.1:`port`. Killed (whole process group) on Drop.
+pub struct PuppetServer {
+    pub port: u16,
+    pub dir: PathBuf,
+    /// puppetserver's own certname (see [`SERVER_CERTNAME`]).
+    pub certname: String,
+    /// How long it took until it answered.
+    pub startup: Duration,
+    child: Option<Child>,
+}
+
+impl PuppetServer {
+    /// Starts puppetserver whose `autosign` setting is `autosign` (an absolute path to an
+    /// executable = policy executable, a non-executable path = autosign.conf list, or
+    /// "true"/"false"), with extra environment `env` (puppetserver hands its whole
+    /// environment, plus GEM_PATH, to the policy executable). Waits up to 180 s.
+    pub fn start(dir: &Path, autosign: &str, env: &[(&str, &str)]) -> Result<PuppetServer, String> {
+        if !puppet_available() {
+            return Err("real Puppet is not installed".into());
+        }
+        let mut last_err = String::new();
+        // The port is picked by bind-and-release; retry once if someone grabbed it meanwhile.
+        for _attempt in 0..2 {
+            let port = free_port();
+            match Self::start_on(dir, port, autosign, env) {
+                Ok(s) => return Ok(s),
+                Err(e) if e.contains("Address already in use") => last_err = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err)
+    }
+
+    fn start_on(dir: &Path, port: u16, autosign: &str, env: &[(&str, &str)]) -> Result<PuppetServer, String> {
+        let dir = fs::canonicalize(dir).or_else(|_| {
+            fs::create_dir_all(dir)?;
+            fs::canonicalize(dir)
+        }).map_err(|e| format!("dir {}: {e}", dir.display()))?;
+        let d = dir.display().to_string();
+        for sub in ["conf.d", "services.d", "etc", "code", "var", "run", "log"] {
+            fs::create_dir_all(dir.join(sub)).map_err(|e| format!("mkdir: {e}"))?;
+        }
+        let _ = fs::remove_file(dir.join("log/puppetserver.log"));
+
+        // conf.d: the package's auth.conf, web-routes.conf, ca.conf, metrics.conf (its schema
+        // is required: without metrics.conf the JVM dies at init) + our own files.
+        for f in ["auth.conf", "web-routes.conf", "ca.conf", "metrics.conf"] {
+            fs::copy(Path::new(PUPPETSERVER_CONF).join(f), dir.join("conf.d").join(f))
+                .map_err(|e| format!("copy {f}: {e}"))?;
+        }
+        write(
+            &dir.join("conf.d/puppetserver.conf"),
+            &format!(
+                "jruby-puppet: {{\n\
+                 \x20 ruby-load-path: [/usr/lib/puppetserver/ruby/vendor_ruby]\n\
+                 \x20 gem-home: \"{d}/var/jruby-gems\"\n\
+                 \x20 gem-path: [\"{d}/var/jruby-gems\", \"/usr/lib/puppetserver/vendored-jruby-gems\"]\n\
+                 \x20 server-conf-dir: \"{d}/etc\"\n\
+                 \x20 server-code-dir: \"{d}/code\"\n\
+                 \x20 server-var-dir: \"{d}/var\"\n\
+                 \x20 server-run-dir: \"{d}/run\"\n\
+                 \x20 server-log-dir: \"{d}/log\"\n\
+                 \x20 max-active-instances: 1\n\
+                 }}\n\
+                 http-client: {{}}\n\
+                 profiler: {{ enabled: false }}\n\
+                 dropsonde: {{ enabled: false }}\n"
+            ),
+        )?;
+        write(
+            &dir.join("conf.d/webserver.conf"),
+            &format!("webserver: {{\n  client-auth: want\n  ssl-host: 127.0.0.1\n  ssl-port: {port}\n}}\n"),
+        )?;
+        write(&dir.join("conf.d/global.conf"), &format!("global: {{ logging-config: \"{d}/logback.xml\" }}\n"))?;
+        write(
+            &dir.join("logback.xml"),
+            &format!(
+                r#"<configuration>
+  <appender name="F1" class="ch.qos.logback.core.FileAppender">
+    <file>{d}/log/puppetserver.log</file>
+    <append>true</append>
+    <encoder><pattern>%d{{yyyy-MM-dd'T'HH:mm:ss.SSSXXX}} %-5p [%t] [%c{{2}}] %m%n</pattern></encoder>
+  </appender>
+  <logger name="org.eclipse.jetty" level="INFO"/>
+  <logger name="org.apache.http" level="INFO"/>
+  <logger name="jruby" level="info"/>
+  <root level="info"><appender-ref ref="F1"/></root>
+</configuration>
+"#
+            ),
+        )?;
+        // services.d: the package's service lists (bootstrap.cfg, ca.cfg) minus comments and
+        // the update-check (dujour) line. ca.cfg also carries the filesystem-watch service.
+        for f in ["bootstrap.cfg", "ca.cfg"] {
+            let src = fs::read_to_string(Path::new(PUPPETSERVER_SERVICES).join(f))
+                .map_err(|e| format!("read {f}: {e}"))?;
+            let kept: String = src
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#') && !l.contains("dujour") && !l.trim().is_empty())
+                .map(|l| format!("{l}\n"))
+                .collect();
+            write(&dir.join("services.d").join(f), &kept)?;
+        }
+        // puppet.conf read by puppetserver's JRuby Puppet.
+        write(
+            &dir.join("etc/puppet.conf"),
+            &format!(
+                "[main]\n\
+                 certname = {SERVER_CERTNAME}\n\
+                 server = 127.0.0.1\n\
+                 ssldir = {d}/etc/ssl\n\
+                 dns_alt_names = localhost,IP:127.0.0.1\n\
+                 [server]\n\
+                 cadir = {d}/etc/ssl/ca\n\
+                 autosign = {autosign}\n"
+            ),
+        )?;
+
+        let stdout = fs::File::create(dir.join("log/stdout.log")).map_err(|e| format!("stdout.log: {e}"))?;
+        let stderr = stdout.try_clone().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new("java");
+        cmd.args([
+            "-Xms256m",
+            "-Xmx1g",
+            "-XX:+CrashOnOutOfMemoryError",
+            "-Djruby.logger.class=com.puppetlabs.jruby_utils.jruby.Slf4jLogger",
+            "-Djruby.lib=/usr/share/jruby/lib",
+            "--add-opens",
+            "java.base/sun.nio.ch=ALL-UNNAMED",
+            "--add-opens",
+            "java.base/java.io=ALL-UNNAMED",
+            "-jar",
+            PUPPETSERVER_JAR,
+            "--config",
+            &format!("{d}/conf.d"),
+            "--bootstrap-config",
+            &format!("{d}/services.d"),
+            "--restart-file",
+            &format!("{d}/run/restart"),
+        ])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .process_group(0);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let t0 = Instant::now();
+        let child = cmd.spawn().map_err(|e| format!("spawn java: {e}"))?;
+        let mut server = PuppetServer {
+            port,
+            dir: dir.clone(),
+            certname: SERVER_CERTNAME.to_string(),
+            startup: Duration::ZERO,
+            child: Some(child),
+        };
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        loop {
+            if let Some(st) = server.child.as_mut().unwrap().try_wait().map_err(|e| e.to_string())? {
+                let log = server.log_text();
+                let out = fs::read_to_string(dir.join("log/stdout.log")).unwrap_or_default();
+                server.child = None;
+                return Err(format!(
+                    "puppetserver exited early ({st}) after {:?}\n--- stdout/stderr (tail) ---\n{}\n--- log (tail) ---\n{}",
+                    t0.elapsed(),
+                    tail(&out, 4000),
+                    tail(&log, 4000)
+                ));
+            }
+            if server.log_text().contains("Puppet Server has successfully started")
+                && TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+                && server.ca_dir().join("ca_crt.pem").is_file()
+            {
+                break;
+            }
+            if t0.elapsed() > START_TIMEOUT {
+                let log = server.log_text();
+                return Err(format!(
+                    "puppetserver did not answer within {START_TIMEOUT:?}\n--- log (tail) ---\n{}",
+                    tail(&log, 4000)
+                ));
+                // Drop kills it.
+            }
+            thread::sleep(Duration::from_millis(250));
+        }
+        server.startup = t0.elapsed();
+        Ok(server)
+    }
+
+    /// Its CA directory (ca_crt.pem, ca_key.pem, ca_crl.pem, serial, inventory.txt, signed/, requests/).
+    pub fn ca_dir(&self) -> PathBuf {
+        self.dir.join("etc/ssl/ca")
+    }
+
+    /// puppetserver's own ssldir (certs/, private_keys/, crl.pem).
+    pub fn ssldir(&self) -> PathBuf {
+        self.dir.join("etc/ssl")
+    }
+
+    /// signed/<name>.pem exists.
+    pub fn is_signed(&self, certname: &str) -> bool {
+        self.ca_dir().join("signed").join(format!("{certname}.pem")).is_file()
+    }
+
+    /// requests/<name>.pem exists.
+    pub fn is_pending(&self, certname: &str) -> bool {
+        self.ca_dir().join("requests").join(format!("{certname}.pem")).is_file()
+    }
+
+    /// puppetserver's log (logback, INFO and up; the policy executable's stderr shows up
+    /// at WARN, its stdout only at DEBUG, i.e. not at all here).
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(self.dir.join("log/puppetserver.log")).unwrap_or_default()
+    }
+
+    /// puppetserver's own host credentials: (CA bundle, host cert, host key). The host
+    /// cert carries pp_cli_auth=true and SANs IP:127.0.0.1, DNS:localhost.
+    pub fn host_cert_files(&self) -> (PathBuf, PathBuf, PathBuf) {
+        let s = self.ssldir();
+        (
+            s.join("certs/ca.pem"),
+            s.join("certs").join(format!("{}.pem", self.certname)),
+            s.join("private_keys").join(format!("{}.pem", self.certname)),
+        )
+    }
+
+    /// `puppetserver ca ARGS` against this server, authenticating with its own host cert.
+    pub fn ca_cli(&self, args: &[&str]) -> (bool, String) {
+        puppetserver_ca(&self.dir.join("ca-cli"), self.port, &self.ssldir(), &self.certname, args)
+    }
+
+    /// JVM resident set size in KiB (from /proc), if running.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Stops the JVM now (also done on Drop).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill_group(&mut c);
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PuppetServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn tail(s: &str, n: usize) -> &str {
+    if s.len() <= n {
+        return s;
+    }
+    let mut i = s.len() - n;
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    &s[i..]
+}
+
+// ---------------------------------------------------------------------------
+// stock puppet agent
+// ---------------------------------------------------------------------------
+
+pub struct AgentRun {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+    /// The agent's ssldir: certs/<name>.pem (on success), certs/ca.pem, private_keys/<name>.pem.
+    pub ssldir: PathBuf,
+}
+
+/// Options for [`agent_bootstrap_with`].
+#[derive(Default, Clone)]
+pub struct AgentOptions<'a> {
+    /// Body of `$confdir/csr_attributes.yaml`.
+    pub csr_attributes_yaml: Option<&'a str>,
+    /// `--dns_alt_names` (e.g. "a.example.com,IP:10.0.0.1").
+    pub dns_alt_names: Option<&'a str>,
+    /// `--keylength` (default 2048; Puppet's own default is 4096).
+    pub keylength: Option<u32>,
+    /// More command-line settings, appended last (e.g. "--debug", "--http_debug").
+    pub extra_args: Vec<&'a str>,
+    /// Kill the agent after this long (default [`AGENT_TIMEOUT`]).
+    pub timeout: Option<Duration>,
+}
+
+/// A stock Debian puppet agent's certificate bootstrap (`puppet ssl bootstrap`) against
+/// 127.0.0.1:`port` (server and CA), all dirs private under `dir`, `--waitforcert 0`,
+/// `--keylength 2048`. Stock HTTP settings (keep-alive untouched).
+pub fn agent_bootstrap(
+    dir: &Path,
+    certname: &str,
+    port: u16,
+    csr_attributes_yaml: Option<&str>,
+    dns_alt_names: Option<&str>,
+) -> AgentRun {
+    agent_bootstrap_with(
+        dir,
+        certname,
+        port,
+        &AgentOptions { csr_attributes_yaml, dns_alt_names, ..Default::default() },
+    )
+}
+
+/// [`agent_bootstrap`] with all options.
+pub fn agent_bootstrap_with(dir: &Path, certname: &str, port: u16, opts: &AgentOptions) -> AgentRun {
+    let _ = fs::create_dir_all(dir.join("etc"));
+    let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let ssldir = dir.join("ssl");
+    if let Some(y) = opts.csr_attributes_yaml {
+        if let Err(e) = write(&dir.join("etc/csr_attributes.yaml"), y) {
+            return AgentRun { success: false, stdout: String::new(), stderr: e, elapsed: Duration::ZERO, ssldir };
+        }
+    }
+    let p = port.to_string();
+    let keylength = opts.keylength.unwrap_or(2048).to_string();
+    let sub = |s: &str| dir.join(s).display().to_string();
+    let mut args: Vec<String> = vec![
+        "ssl".into(),
+        "bootstrap".into(),
+        "--certname".into(),
+        certname.into(),
+        "--server".into(),
+        "127.0.0.1".into(),
+        "--serverport".into(),
+        p.clone(),
+        "--ca_server".into(),
+        "127.0.0.1".into(),
+        "--ca_port".into(),
+        p,
+        "--confdir".into(),
+        sub("etc"),
+        "--vardir".into(),
+        sub("var"),
+        "--ssldir".into(),
+        sub("ssl"),
+        "--rundir".into(),
+        sub("run"),
+        "--logdir".into(),
+        sub("log"),
+        "--codedir".into(),
+        sub("code"),
+        "--publicdir".into(),
+        sub("pub"),
+        "--waitforcert".into(),
+        "0".into(),
+        "--keylength".into(),
+        keylength,
+        "--color".into(),
+        "false".into(),
+    ];
+    if let Some(a) = opts.dns_alt_names {
+        args.push("--dns_alt_names".into());
+        args.push(a.into());
+    }
+    args.extend(opts.extra_args.iter().map(|s| s.to_string()));
+    let mut cmd = Command::new(PUPPET_BIN);
+    cmd.args(&args).current_dir(&dir);
+    let (success, stdout, stderr, elapsed, _) = run_with_timeout(cmd, opts.timeout.unwrap_or(AGENT_TIMEOUT));
+    AgentRun { success, stdout, stderr, elapsed, ssldir }
+}
+
+// ---------------------------------------------------------------------------
+// CSRs made by Puppet's own Ruby code
+// ---------------------------------------------------------------------------
+
+const CSR_RB: &str = r#"# Builds a CSR exactly as `puppet ssl bootstrap` does (Puppet::X509::CertProvider#create_request).
+require 'puppet'
+out = ARGV.shift
+Puppet.initialize_settings(ARGV)
+Puppet::SSL::Oids.register_puppet_oids
+Puppet::SSL::Oids.load_custom_oid_file(Puppet[:trusted_oid_mapping_file])
+key = OpenSSL::PKey::RSA.new(Puppet[:keylength].to_i)
+csr = Puppet::X509::CertProvider.new.create_request(Puppet[:certname], key)
+File.write(out + ".key", key.to_pem)
+File.write(out, csr.to_pem)
+"#;
+
+/// A CSR made by Puppet's own Ruby code exactly as an agent builds it: RSA 2048,
+/// challengePassword (custom_attributes, PrintableString even with '_'),
+/// extension_requests (UTF8String), dns_alt_names. Returns the CSR PEM; the key is left in
+/// `dir/<certname>.csr.pem.key`.
+pub fn puppet_ruby_csr(
+    dir: &Path,
+    certname: &str,
+    challenge_password: Option<&str>,
+    dns_alt_names: Option<&str>,
+    extension_requests: &[(&str, &str)],
+) -> Result<String, String> {
+    let custom: Vec<(&str, &str)> = challenge_password.map(|c| vec![("1.2.840.113549.1.9.7", c)]).unwrap_or_default();
+    puppet_ruby_csr_with(dir, certname, &custom, dns_alt_names, extension_requests)
+}
+
+/// [`puppet_ruby_csr`] with arbitrary custom_attributes (OID or short name → value).
+pub fn puppet_ruby_csr_with(
+    dir: &Path,
+    certname: &str,
+    custom_attributes: &[(&str, &str)],
+    dns_alt_names: Option<&str>,
+    extension_requests: &[(&str, &str)],
+) -> Result<String, String> {
+    fs::create_dir_all(dir.join("etc")).map_err(|e| format!("mkdir: {e}"))?;
+    let dir = fs::canonicalize(dir).map_err(|e| e.to_string())?;
+    let yaml_path = dir.join("etc/csr_attributes.yaml");
+    let _ = fs::remove_file(&yaml_path);
+    if !custom_attributes.is_empty() || !extension_requests.is_empty() {
+        let mut y = String::new();
+        for (section, items) in [("custom_attributes", custom_attributes), ("extension_requests", extension_requests)] {
+            if !items.is_empty() {
+                y.push_str(section);
+                y.push_str(":\n");
+                for (k, v) in items {
+                    y.push_str(&format!("  {}: {}\n", yaml_str(k), yaml_str(v)));
+                }
+            }
+        }
+        write(&yaml_path, &y)?;
+    }
+    let script = dir.join("puppet_csr.rb");
+    write(&script, CSR_RB)?;
+    let out = dir.join(format!("{certname}.csr.pem"));
+    let _ = fs::remove_file(&out);
+    let sub = |s: &str| dir.join(s).display().to_string();
+    let mut cmd = Command::new("ruby");
+    cmd.arg(&script).arg(&out).args([
+        "--confdir".to_string(),
+        sub("etc"),
+        "--vardir".into(),
+        sub("var"),
+        "--ssldir".into(),
+        sub("ssl"),
+        "--rundir".into(),
+        sub("run"),
+        "--logdir".into(),
+        sub("log"),
+        "--codedir".into(),
+        sub("code"),
+        "--publicdir".into(),
+        sub("pub"),
+        "--certname".into(),
+        certname.into(),
+        "--keylength".into(),
+        "2048".into(),
+    ]);
+    if let Some(a) = dns_alt_names {
+        cmd.args(["--dns_alt_names", a]);
+    }
+    cmd.current_dir(&dir);
+    let (ok, so, se, _, _) = run_with_timeout(cmd, Duration::from_secs(120));
+    if !ok {
+        return Err(format!("ruby CSR generation failed:\n{so}\n{se}"));
+    }
+    fs::read_to_string(&out).map_err(|e| format!("read {}: {e}\n{so}\n{se}", out.display()))
+}
+
+// ---------------------------------------------------------------------------
+// puppetserver ca CLI
+// ---------------------------------------------------------------------------
+
+/// Writes `dir/puppet.conf` (ca_server 127.0.0.1, ca_port `port`, ssldir, certname) and runs
+/// `puppetserver ca ARGS --config dir/puppet.conf`. The CLI authenticates with
+/// `$ssldir/certs/$certname.pem` + `$ssldir/private_keys/$certname.pem` (must carry
+/// pp_cli_auth) and trusts `$ssldir/certs/ca.pem`. Returns (exit 0, stdout+stderr).
+pub fn puppetserver_ca(dir: &Path, port: u16, ssldir: &Path, certname: &str, args: &[&str]) -> (bool, String) {
+    if let Err(e) = fs::create_dir_all(dir) {
+        return (false, format!("mkdir {}: {e}", dir.display()));
+    }
+    let conf = dir.join("puppet.conf");
+    let body = format!(
+        "[main]\nca_server = 127.0.0.1\nca_port = {port}\nserver = 127.0.0.1\nserverport = {port}\nssldir = {}\ncertname = {certname}\n",
+        ssldir.display()
+    );
+    if let Err(e) = write(&conf, &body) {
+        return (false, e);
+    }
+    let mut cmd = Command::new(PUPPETSERVER_BIN);
+    cmd.arg("ca").args(args).arg("--config").arg(&conf).current_dir(dir);
+    let (ok, so, se, _, _) = run_with_timeout(cmd, Duration::from_secs(120));
+    (ok, format!("{so}{se}"))
+}

@@ -1,0 +1,532 @@
+//! The decision pipeline end to end: real CSRs from openssl, a real server with real TLS,
+//! real SQLite. Every rejection is a 404 with a reason code, recorded, consuming nothing.
+
+use crate::support::*;
+use autosign_proxy::domain::certname::Certname;
+use autosign_proxy::domain::event::{kind, Actor, EventFilter, NewEvent};
+use autosign_proxy::domain::token::{TokenHash, TokenRequest};
+use autosign_proxy::store::Store;
+
+fn reason(resp: &autosign_policy::Response) -> String {
+    json(resp)["reason"].as_str().unwrap_or("").to_string()
+}
+
+fn live_tokens(svc: &Service, certname: &str) -> usize {
+    let store = svc.store();
+    block_on(store.list_tokens(Some(certname), Some(autosign_proxy::timefmt::now())))
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn right_token_signs_once_and_replay_is_refused() {
+    let svc = Service::start("token-once");
+    let mut c = svc.client();
+    let token = foreman_token(&mut c, "web01.example.com");
+    assert_eq!(token.len(), 43);
+    assert!(token.bytes().all(|b| b.is_ascii_alphanumeric()));
+
+    let listed = json(&c.request("GET", "/puppet/ca/autosign", &[], b"").unwrap());
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "web01.example.com"),
+        "{listed}"
+    );
+
+    let csr = openssl_csr(&CsrOpts::new("web01.example.com").challenge(&token));
+    let first = validate(&mut c, Some("web01.example.com"), &csr);
+    assert_eq!(first.status, 200, "{}", first.text());
+    let body = json(&first);
+    assert_eq!(body["decision"], "approved");
+    assert_eq!(body["reason"], "token");
+
+    // Without Accept: application/json the answer is Foreman's: empty bodies.
+    let replay = c
+        .request(
+            "POST",
+            "/puppet/ca/validate?certname=web01.example.com",
+            &[],
+            &csr,
+        )
+        .unwrap();
+    assert_eq!(replay.status, 404);
+    assert!(replay.body.is_empty());
+    let replay = validate(&mut c, Some("web01.example.com"), &csr);
+    assert_eq!(reason(&replay), "token_used");
+
+    // The used token no longer shows in Foreman's list, and DELETE says it is gone.
+    let listed = json(&c.request("GET", "/puppet/ca/autosign", &[], b"").unwrap());
+    assert!(!listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v == "web01.example.com"));
+    let del = c
+        .request("DELETE", "/puppet/ca/autosign/web01.example.com", &[], b"")
+        .unwrap();
+    assert_eq!(del.status, 404);
+
+    // Every decision is recorded with the client, the fingerprint and the token id.
+    let store = svc.store();
+    let events = block_on(store.list_events(&EventFilter {
+        certname: Some("web01.example.com".into()),
+        kind: Some(kind::DECISION.into()),
+        limit: 10,
+        ..Default::default()
+    }))
+    .unwrap();
+    let reasons: Vec<_> = events.iter().map(|e| e.reason.clone().unwrap()).collect();
+    assert_eq!(reasons, ["token_used", "token_used", "token"]);
+    let approved = &events[2];
+    assert_eq!(approved.actor, "autosign-proxy-local-client");
+    assert!(approved.token_id.is_some());
+    let fp = approved.csr_fingerprint.clone().unwrap();
+    assert_eq!(fp.len(), 95, "SHA-256 as colon-separated hex: {fp}");
+
+    // The token value is stored nowhere: only its hash.
+    let db = std::fs::read(svc.dir.root.join("autosign-proxy.db")).unwrap();
+    let wal = std::fs::read(svc.dir.root.join("autosign-proxy.db-wal")).unwrap_or_default();
+    for bytes in [&db, &wal] {
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "token value found in the database"
+        );
+    }
+}
+
+#[test]
+fn token_of_another_host_is_refused_and_not_consumed() {
+    let svc = Service::start("wrong-host");
+    let mut c = svc.client();
+    let token = foreman_token(&mut c, "db01.example.com");
+    let csr = openssl_csr(&CsrOpts::new("web01.example.com").challenge(&token));
+    let resp = validate(&mut c, Some("web01.example.com"), &csr);
+    assert_eq!(resp.status, 404);
+    assert_eq!(reason(&resp), "token_wrong_host");
+    assert_eq!(
+        live_tokens(&svc, "db01.example.com"),
+        1,
+        "the token must survive"
+    );
+    // Even with an allow-list entry for the CSR's host, a wrong token never falls through.
+    let add = c
+        .request(
+            "POST",
+            "/api/v1/autosign-entries",
+            &[("Content-Type", "application/json")],
+            br#"{"pattern":"*.example.com"}"#,
+        )
+        .unwrap();
+    assert_eq!(add.status, 201, "{}", add.text());
+    assert_eq!(
+        reason(&validate(&mut c, Some("web01.example.com"), &csr)),
+        "token_wrong_host"
+    );
+    let own = openssl_csr(&CsrOpts::new("db01.example.com").challenge(&token));
+    assert_eq!(validate(&mut c, Some("db01.example.com"), &own).status, 200);
+}
+
+#[test]
+fn unknown_expired_and_revoked_tokens_are_refused() {
+    let svc = Service::start("token-states");
+    let mut c = svc.client();
+    let csr = openssl_csr(&CsrOpts::new("a.example.com").challenge("NotATokenWeIssued123"));
+    assert_eq!(
+        reason(&validate(&mut c, Some("a.example.com"), &csr)),
+        "token_unknown"
+    );
+
+    // An expired token: issued 7 hours ago with the default 6 hour lifetime.
+    let store = svc.store();
+    let secret = "ExpiredTokenValue0000000000000000000000000a";
+    let request = TokenRequest::new(
+        Certname::parse("b.example.com").unwrap(),
+        vec![],
+        None,
+        None,
+    )
+    .unwrap();
+    let then = autosign_proxy::timefmt::now() - 7 * 3600;
+    let actor = Actor::new("test", None);
+    block_on(store.issue_token(
+        &request,
+        &TokenHash::of(secret),
+        then,
+        NewEvent::new(then, kind::TOKEN_ISSUED, &actor),
+    ))
+    .unwrap();
+    let csr = openssl_csr(&CsrOpts::new("b.example.com").challenge(secret));
+    assert_eq!(
+        reason(&validate(&mut c, Some("b.example.com"), &csr)),
+        "token_expired"
+    );
+
+    // Revoked through the native API.
+    let resp = c
+        .request(
+            "POST",
+            "/api/v1/tokens",
+            &[("Content-Type", "application/json")],
+            br#"{"certname":"c.example.com","ttl":"2h"}"#,
+        )
+        .unwrap();
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let issued = json(&resp);
+    let id = issued["id"].as_i64().unwrap();
+    let token = issued["token"].as_str().unwrap().to_string();
+    let del = c
+        .request("DELETE", &format!("/api/v1/tokens/{id}"), &[], b"")
+        .unwrap();
+    assert_eq!(del.status, 200, "{}", del.text());
+    let again = c
+        .request("DELETE", &format!("/api/v1/tokens/{id}"), &[], b"")
+        .unwrap();
+    assert_eq!(again.status, 404);
+    let csr = openssl_csr(&CsrOpts::new("c.example.com").challenge(&token));
+    assert_eq!(
+        reason(&validate(&mut c, Some("c.example.com"), &csr)),
+        "token_revoked"
+    );
+}
+
+#[test]
+fn a_new_token_supersedes_the_old_one() {
+    let svc = Service::start("supersede");
+    let mut c = svc.client();
+    let old = foreman_token(&mut c, "web.example.com");
+    let new = foreman_token(&mut c, "web.example.com");
+    assert_ne!(old, new);
+    let csr = openssl_csr(&CsrOpts::new("web.example.com").challenge(&old));
+    assert_eq!(reason(&validate(&mut c, None, &csr)), "token_revoked");
+    let csr = openssl_csr(&CsrOpts::new("web.example.com").challenge(&new));
+    assert_eq!(
+        validate(&mut c, None, &csr).status,
+        200,
+        "without ?certname the CN is used"
+    );
+}
+
+#[test]
+fn allow_list_entries_follow_autosign_conf_semantics() {
+    let svc = Service::start("allow-list");
+    let mut c = svc.client();
+    let csr = openssl_csr(&CsrOpts::new("a.lab.example.com"));
+    assert_eq!(reason(&validate(&mut c, None, &csr)), "not_authorized");
+
+    // Foreman's POST of a glob becomes an entry.
+    let resp = c
+        .request("POST", "/puppet/ca/autosign/*.lab.example.com", &[], b"")
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(resp.body.is_empty());
+    let resp = validate(&mut c, None, &csr);
+    assert_eq!(
+        (resp.status, reason(&resp)),
+        (200, "allow_list".to_string())
+    );
+    let bare = openssl_csr(&CsrOpts::new("lab.example.com"));
+    assert_eq!(
+        validate(&mut c, None, &bare).status,
+        200,
+        "*.domain matches the bare domain"
+    );
+    let other = openssl_csr(&CsrOpts::new("lab.example.com.evil"));
+    assert_eq!(reason(&validate(&mut c, None, &other)), "not_authorized");
+    // Allow-list approvals do not allow extra SANs unless the entry says so.
+    let alt = openssl_csr(
+        &CsrOpts::new("b.lab.example.com")
+            .ext(&["subjectAltName = DNS:b.lab.example.com,DNS:puppet"]),
+    );
+    assert_eq!(
+        reason(&validate(&mut c, None, &alt)),
+        "alt_name_not_allowed"
+    );
+
+    let del = c
+        .request("DELETE", "/puppet/ca/autosign/*.lab.example.com", &[], b"")
+        .unwrap();
+    assert_eq!(del.status, 200);
+    assert_eq!(reason(&validate(&mut c, None, &csr)), "not_authorized");
+
+    // Import reports every line it cannot use.
+    let conf = b"# site list\nweb01.example.com\nbad entry\n*.ok.example.com\n*foo.example.com\nUPPER.example.com\n";
+    let resp = c
+        .request("POST", "/api/v1/autosign-entries/import", &[], conf)
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let report = json(&resp);
+    assert_eq!(
+        report["added"],
+        serde_json::json!(["web01.example.com", "*.ok.example.com"])
+    );
+    let skipped: Vec<i64> = report["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["line_number"].as_i64().unwrap())
+        .collect();
+    assert_eq!(skipped, [3, 5, 6]);
+}
+
+#[test]
+fn alt_names_need_the_token_to_allow_them() {
+    let svc = Service::start("sans");
+    let mut c = svc.client();
+    let resp = c
+        .request(
+            "POST",
+            "/api/v1/tokens",
+            &[("Content-Type", "application/json")],
+            br#"{"certname":"puppet01.example.com","alt_names":["DNS:puppet","IP:10.0.0.5"],"metadata":{"build_id":"42"}}"#,
+        )
+        .unwrap();
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let token = json(&resp)["token"].as_str().unwrap().to_string();
+
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["subjectAltName = DNS:puppet01.example.com,DNS:other"],
+            "alt_name_not_allowed",
+        ),
+        (
+            &["subjectAltName = DNS:*.example.com"],
+            "forbidden_alt_name",
+        ),
+        (
+            &["subjectAltName = URI:https://evil.example.com"],
+            "forbidden_alt_name",
+        ),
+        (
+            &["subjectAltName = email:root@example.com"],
+            "forbidden_alt_name",
+        ),
+        (&["subjectAltName = IP:10.0.0.6"], "alt_name_not_allowed"),
+    ];
+    for (ext, expected) in cases {
+        let csr = openssl_csr(
+            &CsrOpts::new("puppet01.example.com")
+                .challenge(&token)
+                .ext(ext),
+        );
+        let resp = validate(&mut c, None, &csr);
+        assert_eq!(
+            (resp.status, reason(&resp)),
+            (404, expected.to_string()),
+            "{ext:?}"
+        );
+    }
+    assert_eq!(
+        live_tokens(&svc, "puppet01.example.com"),
+        1,
+        "refusals consume nothing"
+    );
+    let csr = openssl_csr(
+        &CsrOpts::new("puppet01.example.com")
+            .challenge(&token)
+            .ext(&["subjectAltName = DNS:puppet,DNS:puppet01.example.com,IP:10.0.0.5"]),
+    );
+    let resp = validate(&mut c, None, &csr);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}
+
+#[test]
+fn extension_rules() {
+    let svc = Service::start("extensions");
+    let mut c = svc.client();
+    let token = foreman_token(&mut c, "ext.example.com");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["1.3.6.1.4.1.34380.1.3.39 = ASN1:UTF8String:true"],
+            "forbidden_extension",
+        ),
+        (
+            &["1.3.6.1.4.1.34380.1.3.1 = ASN1:UTF8String:x"],
+            "forbidden_extension",
+        ),
+        (
+            &["1.2.3.4.5 = critical,ASN1:UTF8String:x"],
+            "unknown_critical_extension",
+        ),
+        (
+            &["basicConstraints = critical,CA:TRUE"],
+            "forbidden_extension",
+        ),
+    ];
+    for (ext, expected) in cases {
+        let csr = openssl_csr(&CsrOpts::new("ext.example.com").challenge(&token).ext(ext));
+        assert_eq!(reason(&validate(&mut c, None, &csr)), expected, "{ext:?}");
+    }
+    // Puppet's registered and private extensions are fine.
+    let csr = openssl_csr(&CsrOpts::new("ext.example.com").challenge(&token).ext(&[
+        "1.3.6.1.4.1.34380.1.1.1 = ASN1:UTF8String:ED8B6D2A",
+        "1.3.6.1.4.1.34380.1.2.1 = ASN1:UTF8String:private",
+    ]));
+    let resp = validate(&mut c, None, &csr);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}
+
+#[test]
+fn bad_input_is_refused_recorded_and_consumes_nothing() {
+    let svc = Service::start("bad-input");
+    let mut c = svc.client();
+    let token = foreman_token(&mut c, "victim.example.com");
+    let good = openssl_csr(&CsrOpts::new("victim.example.com").challenge(&token));
+    let good_text = String::from_utf8(good.clone()).unwrap();
+
+    let mut tampered = good_text.clone();
+    // Flip one base64 character near the end (inside the signature).
+    let pos = tampered.rfind("-----END").unwrap() - 10;
+    let flipped = if &tampered[pos..pos + 1] == "A" {
+        "B"
+    } else {
+        "A"
+    };
+    tampered.replace_range(pos..pos + 1, flipped);
+    let truncated = good_text[..good_text.len() / 2].to_string();
+    let wrong_label = good_text.replace("CERTIFICATE REQUEST", "CERTIFICATE");
+    let oversized = vec![b'A'; 70 * 1024];
+
+    let cases: Vec<(Vec<u8>, Option<&str>, &str)> = vec![
+        (
+            b"garbage".to_vec(),
+            Some("victim.example.com"),
+            "malformed_csr",
+        ),
+        (Vec::new(), Some("victim.example.com"), "malformed_csr"),
+        (
+            truncated.into_bytes(),
+            Some("victim.example.com"),
+            "malformed_csr",
+        ),
+        (oversized, Some("victim.example.com"), "csr_too_large"),
+        (
+            wrong_label.into_bytes(),
+            Some("victim.example.com"),
+            "wrong_pem_label",
+        ),
+        (
+            tampered.into_bytes(),
+            Some("victim.example.com"),
+            "bad_signature",
+        ),
+        (good.clone(), Some("other.example.com"), "certname_mismatch"),
+        (good.clone(), Some("Victim.example.com"), "invalid_certname"),
+        (good.clone(), Some("*.example.com"), "invalid_certname"),
+    ];
+    for (body, certname, expected) in cases {
+        let resp = validate(&mut c, certname, &body);
+        assert_eq!(resp.status, 404, "{expected}: {}", resp.text());
+        assert_eq!(reason(&resp), expected);
+        assert!(json(&resp)["event_id"].as_i64().unwrap() > 0, "recorded");
+    }
+    let upper = openssl_csr(&CsrOpts::new("UPPER.example.com").challenge(&token));
+    assert_eq!(reason(&validate(&mut c, None, &upper)), "invalid_certname");
+    let two_cns = openssl_csr(&CsrOpts::new("victim.example.com\nO = Evil Corp").challenge(&token));
+    assert_eq!(reason(&validate(&mut c, None, &two_cns)), "invalid_subject");
+
+    assert_eq!(
+        live_tokens(&svc, "victim.example.com"),
+        1,
+        "nothing consumed"
+    );
+    let store = svc.store();
+    let rejected = block_on(store.list_events(&EventFilter {
+        decision: Some(autosign_proxy::domain::decision::Verdict::Rejected),
+        limit: 100,
+        ..Default::default()
+    }))
+    .unwrap();
+    assert_eq!(rejected.len(), 11);
+    // Still signable after all that.
+    assert_eq!(validate(&mut c, None, &good).status, 200);
+}
+
+#[test]
+fn csr_encodings_key_types_and_line_widths() {
+    let svc = Service::start("encodings");
+    let mut c = svc.client();
+    let cases = [
+        ("rsa2048-printable.example.com", KeyType::Rsa2048, "nombstr"),
+        ("rsa4096-utf8.example.com", KeyType::Rsa4096, "utf8only"),
+        ("ec-p256.example.com", KeyType::EcP256, "nombstr"),
+    ];
+    for (name, key, mask) in cases {
+        let token = foreman_token(&mut c, name);
+        let csr = openssl_csr(&CsrOpts::new(name).challenge(&token).key(key).mask(mask));
+        let resp = validate(&mut c, Some(name), &csr);
+        assert_eq!(resp.status, 200, "{name}: {}", resp.text());
+    }
+    // The same CSR as DER and re-wrapped at other line widths.
+    let token = foreman_token(&mut c, "wrap.example.com");
+    let pem = String::from_utf8(openssl_csr(
+        &CsrOpts::new("wrap.example.com").challenge(&token),
+    ))
+    .unwrap();
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let rewrapped = |width: usize| {
+        let lines: Vec<String> = b64
+            .as_bytes()
+            .chunks(width)
+            .map(|ch| String::from_utf8(ch.to_vec()).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN CERTIFICATE REQUEST-----\r\n{}\r\n-----END CERTIFICATE REQUEST-----\r\n",
+            lines.join("\r\n")
+        )
+    };
+    let dir = temp_dir("der");
+    std::fs::write(dir.join("csr.pem"), &pem).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-in"])
+        .arg(dir.join("csr.pem"))
+        .args(["-outform", "DER", "-out"])
+        .arg(dir.join("csr.der"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let der = std::fs::read(dir.join("csr.der")).unwrap();
+    let wide = rewrapped(1000);
+    let narrow = rewrapped(17);
+    // Each form is a valid CSR that reaches the token step; the first one consumes it.
+    let first = validate(&mut c, None, narrow.as_bytes());
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(
+        reason(&validate(&mut c, None, wide.as_bytes())),
+        "token_used"
+    );
+    assert_eq!(reason(&validate(&mut c, None, &der)), "token_used");
+}
+
+#[test]
+fn sixty_four_concurrent_validations_of_one_token_approve_exactly_once() {
+    let svc = Service::start("race");
+    let mut c = svc.client();
+    let token = foreman_token(&mut c, "race.example.com");
+    let csr = openssl_csr(&CsrOpts::new("race.example.com").challenge(&token));
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(64));
+    let threads: Vec<_> = (0..64)
+        .map(|_| {
+            let mut conn = svc.client();
+            let csr = csr.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                let resp = validate(&mut conn, Some("race.example.com"), &csr);
+                (resp.status, reason(&resp))
+            })
+        })
+        .collect();
+    let results: Vec<(u16, String)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let approvals = results.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(approvals, 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .filter(|(s, _)| *s != 200)
+            .all(|(s, r)| *s == 404 && r == "token_used"),
+        "{results:?}"
+    );
+}
