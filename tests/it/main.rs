@@ -4,4 +4,5 @@
 mod api;
 mod cli;
 mod support;
+mod policy_exec;
 mod validate;
