@@ -13,6 +13,7 @@ pub mod der;
 pub mod domain;
 pub mod http;
 pub mod pem;
+pub mod service;
 pub mod state;
 pub mod store;
 pub mod timefmt;

@@ -1,9 +1,7 @@
 //! The `autosign-proxy` command line: parse arguments, call the library, print.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -12,10 +10,8 @@ use autosign_proxy::config::Config;
 use autosign_proxy::domain::decision::Verdict;
 use autosign_proxy::domain::event::{Actor, EventFilter, EventRecord};
 use autosign_proxy::domain::token::{parse_ttl_minutes, AltName};
-use autosign_proxy::http::{self, HttpState};
-use autosign_proxy::state;
-use autosign_proxy::store::sqlite::SqliteStore;
-use autosign_proxy::store::{Store, TokenSelector};
+use autosign_proxy::service;
+use autosign_proxy::store::TokenSelector;
 use autosign_proxy::timefmt;
 
 #[derive(Parser)]
@@ -156,21 +152,6 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-async fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
-    if !config.database_url.is_empty() {
-        return Err(format!(
-            "database_url '{}' is not supported by this build; leave it empty for SQLite",
-            config.database_url
-        ));
-    }
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
-    let store = SqliteStore::open(&config.sqlite_path())
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(Arc::new(store))
-}
-
 fn cli_actor() -> Actor {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     Actor::new(format!("cli:{user}"), None)
@@ -187,7 +168,7 @@ async fn run(command: Command, mut config: Config) -> Result<(), String> {
         }
         return serve(config, workers).await;
     }
-    let store = open_store(&config).await?;
+    let store = service::open_store(&config).await?;
     let app = App::new(store, config);
     let actor = cli_actor();
     match command {
@@ -201,37 +182,30 @@ async fn run(command: Command, mut config: Config) -> Result<(), String> {
 async fn serve(config: Config, workers: Option<usize>) -> Result<(), String> {
     init_logging(&config.log_level);
     let started = std::time::Instant::now();
-    let store = open_store(&config).await?;
-    let dir = state::initialize(&config, store.as_ref(), &mut |line| {
-        eprintln!("autosign-proxy: {line}")
-    })
-    .await
-    .map_err(|e| e.to_string())?;
-    let material = state::tls_material(&config, &dir).map_err(|e| e.to_string())?;
-    let listener = TcpListener::bind(&config.listen)
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
-    let app = Arc::new(App::new(store, config));
     let workers =
         workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let running = http::start(HttpState::new(app), &material, listener, workers)?;
+    let service::Started { server, dir, .. } = service::start(config, workers, &mut |line| {
+        eprintln!("autosign-proxy: {line}")
+    })
+    .await?;
     tracing::info!(
-        %address,
+        port = server.port,
         data_dir = %dir.root.display(),
         ready_ms = started.elapsed().as_secs_f64() * 1000.0,
         "autosign-proxy ready"
     );
     eprintln!(
-        "autosign-proxy: listening on https://{address} (CA bundle for clients: {})",
+        "autosign-proxy: listening on https://{} (CA bundle for clients: {})",
+        server.address,
         dir.ca_bundle().display()
     );
-    let handle = running.handle.clone();
+    let handle = server.handle.clone();
     actix_web::rt::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
         handle.stop(true).await;
     });
-    running.server.await.map_err(|e| e.to_string())
+    server.server.await.map_err(|e| e.to_string())
 }
 
 async fn shutdown_signal() {

@@ -101,6 +101,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
 /// A running HTTPS server.
 pub struct RunningServer {
     pub port: u16,
+    pub address: std::net::SocketAddr,
     pub handle: ServerHandle,
     pub server: actix_web::dev::Server,
 }
@@ -113,7 +114,8 @@ pub fn start(
     workers: usize,
 ) -> Result<RunningServer, String> {
     let config = tls::server_config(material)?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let port = address.port();
     let state = web::Data::new(state);
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
@@ -138,6 +140,7 @@ pub fn start(
     .run();
     Ok(RunningServer {
         port,
+        address,
         handle: server.handle(),
         server,
     })

@@ -3,6 +3,6 @@
 
 mod api;
 mod cli;
-mod support;
 mod policy_exec;
+mod support;
 mod validate;

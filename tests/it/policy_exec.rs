@@ -49,14 +49,26 @@ fn approves_once_then_refuses_the_replay() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
     let (out, _) = run_policy(&args, &[], &csr);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stderr.is_empty(), "approval is silent");
 
     let (out, _) = run_policy(&args, &[], &csr);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("autosign-policy:") && stderr.contains("token_used"), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "one line for puppetserver's WARN log: {stderr}");
+    assert!(
+        stderr.starts_with("autosign-policy:") && stderr.contains("token_used"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one line for puppetserver's WARN log: {stderr}"
+    );
 }
 
 #[test]
@@ -80,11 +92,29 @@ fn reads_its_settings_from_the_config_file_puppetserver_cannot_pass_flags() {
     .unwrap();
     let conf = conf.display().to_string();
     // A CSR for another name than argv[1] is refused: the certname is checked, not trusted.
-    let (out, _) = run_policy(&["evil.example.com"], &[("AUTOSIGN_POLICY_CONFIG", &conf)], &csr);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let (out, _) = run_policy(
+        &["evil.example.com"],
+        &[("AUTOSIGN_POLICY_CONFIG", &conf)],
+        &csr,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("certname_mismatch"));
-    let (out, _) = run_policy(&["agent02.example.com"], &[("AUTOSIGN_POLICY_CONFIG", &conf)], &csr);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let (out, _) = run_policy(
+        &["agent02.example.com"],
+        &[("AUTOSIGN_POLICY_CONFIG", &conf)],
+        &csr,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -100,8 +130,15 @@ fn fails_closed_when_the_service_is_down_or_silent() {
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let (out, elapsed) = run_policy(&argv, &[], &csr);
     assert_ne!(out.status.code(), Some(0));
-    assert!(elapsed < Duration::from_secs(2), "connection refused is immediate: {elapsed:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("pending"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "connection refused is immediate: {elapsed:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pending"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // A server that accepts and never answers: the timeout ends the wait.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -116,8 +153,18 @@ fn fails_closed_when_the_service_is_down_or_silent() {
     argv.splice(0..0, ["--timeout", "1"]);
     let (out, elapsed) = run_policy(&argv, &[], &csr);
     assert_ne!(out.status.code(), Some(0));
-    assert!(elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(2000), "{elapsed:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).to_lowercase().contains("timed out") || String::from_utf8_lossy(&out.stderr).contains("timeout"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(2000),
+        "{elapsed:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .to_lowercase()
+            .contains("timed out")
+            || String::from_utf8_lossy(&out.stderr).contains("timeout"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     hold.join().unwrap();
 }
 
@@ -131,5 +178,10 @@ fn a_service_certificate_from_another_ca_is_not_trusted() {
     args.push("agent04.example.com".into());
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let (out, _) = run_policy(&argv, &[], &csr);
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

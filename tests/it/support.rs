@@ -4,16 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use autosign_policy::{client_config, Connection, Response, TlsFiles};
-use autosign_proxy::app::App;
 use autosign_proxy::config::Config;
-use autosign_proxy::http::{self, HttpState};
-use autosign_proxy::state::{self, DataDir};
+use autosign_proxy::service;
+use autosign_proxy::state::DataDir;
 use autosign_proxy::store::sqlite::SqliteStore;
-use autosign_proxy::store::Store;
 
 /// A fresh, empty directory under the system temp dir, unique to this test run.
 pub fn temp_dir(name: &str) -> PathBuf {
@@ -48,18 +46,11 @@ impl Service {
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
-                let store: Arc<dyn Store> =
-                    Arc::new(SqliteStore::open(&config.sqlite_path()).await.unwrap());
-                let dir = state::initialize(&config, store.as_ref(), &mut |_| {})
-                    .await
+                let started = service::start(config, 2, &mut |_| {}).await.unwrap();
+                let server = started.server;
+                tx.send((server.port, started.dir, server.handle.clone()))
                     .unwrap();
-                let material = state::tls_material(&config, &dir).unwrap();
-                let listener = std::net::TcpListener::bind(&config.listen).unwrap();
-                let app = Arc::new(App::new(store, config));
-                let running = http::start(HttpState::new(app), &material, listener, 2).unwrap();
-                tx.send((running.port, dir, running.handle.clone()))
-                    .unwrap();
-                let _ = running.server.await;
+                let _ = server.server.await;
             })
         });
         let (port, dir, handle) = rx
