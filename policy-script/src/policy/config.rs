@@ -202,6 +202,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_shipped_policy_toml_is_valid() {
+        let text = include_str!("../../../deploy/policy.toml");
+        assert!(parse(text).is_ok(), "{:?}", parse(text).err());
+    }
+
+
+    #[test]
     fn valid_file() {
         let s = parse(
             "# autosign-proxy policy\n\
