@@ -12,14 +12,29 @@ use std::time::{Duration, Instant};
 use autosign_proxy::ca::signer::KeyAlgorithm;
 
 fn main() {
-    let runs: usize = std::env::var("RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
     let exe = std::env::current_exe().expect("exe");
-    let policy = exe.parent().and_then(|p| p.parent()).expect("target dir").join("autosign-policy");
-    assert!(policy.exists(), "{} missing: cargo build --release --bins", policy.display());
+    let policy = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .join("autosign-policy");
+    assert!(
+        policy.exists(),
+        "{} missing: cargo build --release --bins",
+        policy.display()
+    );
     let bench = common::start("policy-spawn");
     let csrs = bench.fresh_csrs("spawn", runs, KeyAlgorithm::Rsa2048, 2);
     let url = bench.url();
-    let (ca, cert, key) = (bench.dir.ca_bundle(), bench.dir.client_cert(), bench.dir.client_key());
+    let (ca, cert, key) = (
+        bench.dir.ca_bundle(),
+        bench.dir.client_cert(),
+        bench.dir.client_key(),
+    );
     let mut times = Vec::with_capacity(runs);
     let mut approved = 0;
     for (name, csr) in &csrs {
@@ -36,7 +51,12 @@ fn main() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn");
-        child.stdin.take().expect("stdin").write_all(csr.as_bytes()).expect("write");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(csr.as_bytes())
+            .expect("write");
         let out = child.wait_with_output().expect("wait");
         times.push(started.elapsed());
         if out.status.success() {

@@ -13,12 +13,21 @@ use std::time::Instant;
 use autosign_proxy::ca::signer::KeyAlgorithm;
 
 fn main() {
-    let count: usize = std::env::var("CSRS").ok().and_then(|v| v.parse().ok()).unwrap_or(6000);
-    let clients: usize = std::env::var("CLIENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
+    let count: usize = std::env::var("CSRS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6000);
+    let clients: usize = std::env::var("CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
     let bench = common::start("validate");
     let prep = Instant::now();
     let csrs = Arc::new(bench.fresh_csrs("v", count, KeyAlgorithm::Rsa4096, 2));
-    eprintln!("prepared {count} RSA-4096 CSRs with fresh tokens in {:.1} s", prep.elapsed().as_secs_f64());
+    eprintln!(
+        "prepared {count} RSA-4096 CSRs with fresh tokens in {:.1} s",
+        prep.elapsed().as_secs_f64()
+    );
 
     let next = Arc::new(AtomicUsize::new(0));
     let approved = Arc::new(AtomicUsize::new(0));
@@ -29,9 +38,13 @@ fn main() {
             let (csrs, next, approved) = (csrs.clone(), next.clone(), approved.clone());
             std::thread::spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((name, csr)) = csrs.get(i) else { break };
+                let Some((name, csr)) = csrs.get(i) else {
+                    break;
+                };
                 let path = format!("/puppet/ca/validate?certname={name}");
-                let resp = conn.request("POST", &path, &[], csr.as_bytes()).expect("request");
+                let resp = conn
+                    .request("POST", &path, &[], csr.as_bytes())
+                    .expect("request");
                 if resp.status == 200 {
                     approved.fetch_add(1, Ordering::Relaxed);
                 }

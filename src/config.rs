@@ -282,7 +282,10 @@ mod tests {
 
     #[test]
     fn the_shipped_example_config_is_valid() {
-        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/config.example.toml"));
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/config.example.toml"
+        ));
         let c = Config::load(Some(path), env(&[])).unwrap();
         assert_eq!(c.listen, "0.0.0.0:8140");
         assert_eq!(c.trusted_hosts.len(), 2);

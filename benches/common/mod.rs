@@ -26,7 +26,8 @@ pub struct Bench {
 /// Start the service in its own thread (two HTTP workers, as on this machine).
 pub fn start(name: &str) -> Bench {
     let mut config = Config::load(None, std::iter::empty()).expect("config");
-    config.data_dir = std::env::temp_dir().join(format!("autosign-bench-{}-{name}", std::process::id()));
+    config.data_dir =
+        std::env::temp_dir().join(format!("autosign-bench-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&config.data_dir);
     config.listen = "127.0.0.1:0".into();
     config.ca.key_algorithm = "ec-p256".into();
@@ -34,13 +35,18 @@ pub fn start(name: &str) -> Bench {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
-            let started = service::start(config, 2, &mut |_| {}).await.expect("service start");
+            let started = service::start(config, 2, &mut |_| {})
+                .await
+                .expect("service start");
             let server = started.server;
-            tx.send((server.port, started.dir, started.app)).expect("send");
+            tx.send((server.port, started.dir, started.app))
+                .expect("send");
             let _ = server.server.await;
         })
     });
-    let (port, dir, app) = rx.recv_timeout(Duration::from_secs(60)).expect("service did not start");
+    let (port, dir, app) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("service did not start");
     Bench { port, dir, app }
 }
 
@@ -55,24 +61,42 @@ impl Bench {
             cert: Some(self.dir.client_cert()),
             key: Some(self.dir.client_key()),
         };
-        Connection::connect(&self.url(), client_config(&files).expect("tls"), Duration::from_secs(30)).expect("connect")
+        Connection::connect(
+            &self.url(),
+            client_config(&files).expect("tls"),
+            Duration::from_secs(30),
+        )
+        .expect("connect")
     }
 
     /// `count` fresh tokens for `prefix-N.example.com`, and a CSR carrying each, signed
     /// with one agent key of `algorithm` (using `threads` threads: RSA-4096 signing is slow).
-    pub fn fresh_csrs(&self, prefix: &str, count: usize, algorithm: KeyAlgorithm, threads: usize) -> Vec<(String, String)> {
+    pub fn fresh_csrs(
+        &self,
+        prefix: &str,
+        count: usize,
+        algorithm: KeyAlgorithm,
+        threads: usize,
+    ) -> Vec<(String, String)> {
         let actor = Actor::new("bench", None);
         let tokens: Vec<(String, String)> = actix_web::rt::System::new().block_on(async {
             let mut out = Vec::with_capacity(count);
             for i in 0..count {
                 let name = format!("{prefix}-{i}.example.com");
-                let issued = self.app.issue_token(&name, Vec::new(), None, None, &actor).await.expect("issue");
+                let issued = self
+                    .app
+                    .issue_token(&name, Vec::new(), None, None, &actor)
+                    .await
+                    .expect("issue");
                 out.push((name, issued.token));
             }
             out
         });
         let key = Arc::new(SoftwareKey::generate(algorithm).expect("key"));
-        let chunks: Vec<Vec<(String, String)>> = tokens.chunks(count.div_ceil(threads).max(1)).map(<[_]>::to_vec).collect();
+        let chunks: Vec<Vec<(String, String)>> = tokens
+            .chunks(count.div_ceil(threads).max(1))
+            .map(<[_]>::to_vec)
+            .collect();
         let handles: Vec<_> = chunks
             .into_iter()
             .map(|chunk| {
@@ -95,7 +119,10 @@ impl Bench {
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("thread")).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("thread"))
+            .collect()
     }
 }
 

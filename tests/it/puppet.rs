@@ -53,7 +53,11 @@ fn which(prog: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|d| d.join(prog))
-        .find(|p| p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false))
+        .find(|p| {
+            p.metadata()
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
 }
 
 /// Is real Puppet installed (puppet, puppetserver jar, java, ruby, puppetserver ca CLI)?
@@ -73,7 +77,9 @@ pub fn require_puppet(test: &str) -> bool {
     if puppet_available() {
         return true;
     }
-    let allowed = std::env::var(ALLOW_SKIP_ENV).map(|v| v == "1" || v == "true").unwrap_or(false);
+    let allowed = std::env::var(ALLOW_SKIP_ENV)
+        .map(|v| v == "1" || v == "true")
+        .unwrap_or(false);
     let msg = format!(
         "\n\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
          !!! {test}: real Puppet is NOT installed (need {PUPPET_BIN}, {PUPPETSERVER_JAR},\n\
@@ -120,10 +126,21 @@ fn yaml_str(s: &str) -> String {
 /// (exit success, stdout, stderr, elapsed, timed_out).
 fn run_with_timeout(mut cmd: Command, timeout: Duration) -> (bool, String, String, Duration, bool) {
     let start = Instant::now();
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return (false, String::new(), format!("spawn {cmd:?}: {e}"), start.elapsed(), false),
+        Err(e) => {
+            return (
+                false,
+                String::new(),
+                format!("spawn {cmd:?}: {e}"),
+                start.elapsed(),
+                false,
+            )
+        }
     };
     let mut so = child.stdout.take().unwrap();
     let mut se = child.stderr.take().unwrap();
@@ -156,7 +173,13 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration) -> (bool, String, Strin
     if timed_out {
         err.push_str(&format!("\n[harness] killed after {timeout:?}\n"));
     }
-    (status.map(|s| s.success()).unwrap_or(false), out, err, elapsed, timed_out)
+    (
+        status.map(|s| s.success()).unwrap_or(false),
+        out,
+        err,
+        elapsed,
+        timed_out,
+    )
 }
 
 /// SIGKILL the child's whole process group (the child was spawned with process_group(0),
@@ -209,11 +232,18 @@ impl PuppetServer {
         Err(last_err)
     }
 
-    fn start_on(dir: &Path, port: u16, autosign: &str, env: &[(&str, &str)]) -> Result<PuppetServer, String> {
-        let dir = fs::canonicalize(dir).or_else(|_| {
-            fs::create_dir_all(dir)?;
-            fs::canonicalize(dir)
-        }).map_err(|e| format!("dir {}: {e}", dir.display()))?;
+    fn start_on(
+        dir: &Path,
+        port: u16,
+        autosign: &str,
+        env: &[(&str, &str)],
+    ) -> Result<PuppetServer, String> {
+        let dir = fs::canonicalize(dir)
+            .or_else(|_| {
+                fs::create_dir_all(dir)?;
+                fs::canonicalize(dir)
+            })
+            .map_err(|e| format!("dir {}: {e}", dir.display()))?;
         let d = dir.display().to_string();
         for sub in ["conf.d", "services.d", "etc", "code", "var", "run", "log"] {
             fs::create_dir_all(dir.join(sub)).map_err(|e| format!("mkdir: {e}"))?;
@@ -223,8 +253,11 @@ impl PuppetServer {
         // conf.d: the package's auth.conf, web-routes.conf, ca.conf, metrics.conf (its schema
         // is required: without metrics.conf the JVM dies at init) + our own files.
         for f in ["auth.conf", "web-routes.conf", "ca.conf", "metrics.conf"] {
-            fs::copy(Path::new(PUPPETSERVER_CONF).join(f), dir.join("conf.d").join(f))
-                .map_err(|e| format!("copy {f}: {e}"))?;
+            fs::copy(
+                Path::new(PUPPETSERVER_CONF).join(f),
+                dir.join("conf.d").join(f),
+            )
+            .map_err(|e| format!("copy {f}: {e}"))?;
         }
         write(
             &dir.join("conf.d/puppetserver.conf"),
@@ -249,7 +282,10 @@ impl PuppetServer {
             &dir.join("conf.d/webserver.conf"),
             &format!("webserver: {{\n  client-auth: want\n  ssl-host: 127.0.0.1\n  ssl-port: {port}\n}}\n"),
         )?;
-        write(&dir.join("conf.d/global.conf"), &format!("global: {{ logging-config: \"{d}/logback.xml\" }}\n"))?;
+        write(
+            &dir.join("conf.d/global.conf"),
+            &format!("global: {{ logging-config: \"{d}/logback.xml\" }}\n"),
+        )?;
         write(
             &dir.join("logback.xml"),
             &format!(
@@ -274,7 +310,11 @@ impl PuppetServer {
                 .map_err(|e| format!("read {f}: {e}"))?;
             let kept: String = src
                 .lines()
-                .filter(|l| !l.trim_start().starts_with('#') && !l.contains("dujour") && !l.trim().is_empty())
+                .filter(|l| {
+                    !l.trim_start().starts_with('#')
+                        && !l.contains("dujour")
+                        && !l.trim().is_empty()
+                })
                 .map(|l| format!("{l}\n"))
                 .collect();
             write(&dir.join("services.d").join(f), &kept)?;
@@ -294,7 +334,8 @@ impl PuppetServer {
             ),
         )?;
 
-        let stdout = fs::File::create(dir.join("log/stdout.log")).map_err(|e| format!("stdout.log: {e}"))?;
+        let stdout =
+            fs::File::create(dir.join("log/stdout.log")).map_err(|e| format!("stdout.log: {e}"))?;
         let stderr = stdout.try_clone().map_err(|e| e.to_string())?;
         let mut cmd = Command::new("java");
         cmd.args([
@@ -338,7 +379,13 @@ impl PuppetServer {
         };
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         loop {
-            if let Some(st) = server.child.as_mut().unwrap().try_wait().map_err(|e| e.to_string())? {
+            if let Some(st) = server
+                .child
+                .as_mut()
+                .unwrap()
+                .try_wait()
+                .map_err(|e| e.to_string())?
+            {
                 let log = server.log_text();
                 let out = fs::read_to_string(dir.join("log/stdout.log")).unwrap_or_default();
                 server.child = None;
@@ -349,7 +396,9 @@ impl PuppetServer {
                     tail(&log, 4000)
                 ));
             }
-            if server.log_text().contains("Puppet Server has successfully started")
+            if server
+                .log_text()
+                .contains("Puppet Server has successfully started")
                 && TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
                 && server.ca_dir().join("ca_crt.pem").is_file()
             {
@@ -381,12 +430,18 @@ impl PuppetServer {
 
     /// signed/<name>.pem exists.
     pub fn is_signed(&self, certname: &str) -> bool {
-        self.ca_dir().join("signed").join(format!("{certname}.pem")).is_file()
+        self.ca_dir()
+            .join("signed")
+            .join(format!("{certname}.pem"))
+            .is_file()
     }
 
     /// requests/<name>.pem exists.
     pub fn is_pending(&self, certname: &str) -> bool {
-        self.ca_dir().join("requests").join(format!("{certname}.pem")).is_file()
+        self.ca_dir()
+            .join("requests")
+            .join(format!("{certname}.pem"))
+            .is_file()
     }
 
     /// puppetserver's log (logback, INFO and up; the policy executable's stderr shows up
@@ -402,13 +457,20 @@ impl PuppetServer {
         (
             s.join("certs/ca.pem"),
             s.join("certs").join(format!("{}.pem", self.certname)),
-            s.join("private_keys").join(format!("{}.pem", self.certname)),
+            s.join("private_keys")
+                .join(format!("{}.pem", self.certname)),
         )
     }
 
     /// `puppetserver ca ARGS` against this server, authenticating with its own host cert.
     pub fn ca_cli(&self, args: &[&str]) -> (bool, String) {
-        puppetserver_ca(&self.dir.join("ca-cli"), self.port, &self.ssldir(), &self.certname, args)
+        puppetserver_ca(
+            &self.dir.join("ca-cli"),
+            self.port,
+            &self.ssldir(),
+            &self.certname,
+            args,
+        )
     }
 
     /// JVM resident set size in KiB (from /proc), if running.
@@ -490,18 +552,33 @@ pub fn agent_bootstrap(
         dir,
         certname,
         port,
-        &AgentOptions { csr_attributes_yaml, dns_alt_names, ..Default::default() },
+        &AgentOptions {
+            csr_attributes_yaml,
+            dns_alt_names,
+            ..Default::default()
+        },
     )
 }
 
 /// [`agent_bootstrap`] with all options.
-pub fn agent_bootstrap_with(dir: &Path, certname: &str, port: u16, opts: &AgentOptions) -> AgentRun {
+pub fn agent_bootstrap_with(
+    dir: &Path,
+    certname: &str,
+    port: u16,
+    opts: &AgentOptions,
+) -> AgentRun {
     let _ = fs::create_dir_all(dir.join("etc"));
     let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let ssldir = dir.join("ssl");
     if let Some(y) = opts.csr_attributes_yaml {
         if let Err(e) = write(&dir.join("etc/csr_attributes.yaml"), y) {
-            return AgentRun { success: false, stdout: String::new(), stderr: e, elapsed: Duration::ZERO, ssldir };
+            return AgentRun {
+                success: false,
+                stdout: String::new(),
+                stderr: e,
+                elapsed: Duration::ZERO,
+                ssldir,
+            };
         }
     }
     let p = port.to_string();
@@ -548,8 +625,15 @@ pub fn agent_bootstrap_with(dir: &Path, certname: &str, port: u16, opts: &AgentO
     args.extend(opts.extra_args.iter().map(|s| s.to_string()));
     let mut cmd = Command::new(PUPPET_BIN);
     cmd.args(&args).current_dir(&dir);
-    let (success, stdout, stderr, elapsed, _) = run_with_timeout(cmd, opts.timeout.unwrap_or(AGENT_TIMEOUT));
-    AgentRun { success, stdout, stderr, elapsed, ssldir }
+    let (success, stdout, stderr, elapsed, _) =
+        run_with_timeout(cmd, opts.timeout.unwrap_or(AGENT_TIMEOUT));
+    AgentRun {
+        success,
+        stdout,
+        stderr,
+        elapsed,
+        ssldir,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -579,7 +663,9 @@ pub fn puppet_ruby_csr(
     dns_alt_names: Option<&str>,
     extension_requests: &[(&str, &str)],
 ) -> Result<String, String> {
-    let custom: Vec<(&str, &str)> = challenge_password.map(|c| vec![("1.2.840.113549.1.9.7", c)]).unwrap_or_default();
+    let custom: Vec<(&str, &str)> = challenge_password
+        .map(|c| vec![("1.2.840.113549.1.9.7", c)])
+        .unwrap_or_default();
     puppet_ruby_csr_with(dir, certname, &custom, dns_alt_names, extension_requests)
 }
 
@@ -597,7 +683,10 @@ pub fn puppet_ruby_csr_with(
     let _ = fs::remove_file(&yaml_path);
     if !custom_attributes.is_empty() || !extension_requests.is_empty() {
         let mut y = String::new();
-        for (section, items) in [("custom_attributes", custom_attributes), ("extension_requests", extension_requests)] {
+        for (section, items) in [
+            ("custom_attributes", custom_attributes),
+            ("extension_requests", extension_requests),
+        ] {
             if !items.is_empty() {
                 y.push_str(section);
                 y.push_str(":\n");
@@ -653,7 +742,13 @@ pub fn puppet_ruby_csr_with(
 /// `puppetserver ca ARGS --config dir/puppet.conf`. The CLI authenticates with
 /// `$ssldir/certs/$certname.pem` + `$ssldir/private_keys/$certname.pem` (must carry
 /// pp_cli_auth) and trusts `$ssldir/certs/ca.pem`. Returns (exit 0, stdout+stderr).
-pub fn puppetserver_ca(dir: &Path, port: u16, ssldir: &Path, certname: &str, args: &[&str]) -> (bool, String) {
+pub fn puppetserver_ca(
+    dir: &Path,
+    port: u16,
+    ssldir: &Path,
+    certname: &str,
+    args: &[&str],
+) -> (bool, String) {
     if let Err(e) = fs::create_dir_all(dir) {
         return (false, format!("mkdir {}: {e}", dir.display()));
     }
@@ -666,7 +761,11 @@ pub fn puppetserver_ca(dir: &Path, port: u16, ssldir: &Path, certname: &str, arg
         return (false, e);
     }
     let mut cmd = Command::new(PUPPETSERVER_BIN);
-    cmd.arg("ca").args(args).arg("--config").arg(&conf).current_dir(dir);
+    cmd.arg("ca")
+        .args(args)
+        .arg("--config")
+        .arg(&conf)
+        .current_dir(dir);
     let (ok, so, se, _, _) = run_with_timeout(cmd, Duration::from_secs(120));
     (ok, format!("{so}{se}"))
 }

@@ -207,7 +207,6 @@ mod tests {
         assert!(parse(text).is_ok(), "{:?}", parse(text).err());
     }
 
-
     #[test]
     fn valid_file() {
         let s = parse(
