@@ -4,5 +4,7 @@
 mod api;
 mod cli;
 mod policy_exec;
+mod puppet;
+mod real_puppet;
 mod support;
 mod validate;
