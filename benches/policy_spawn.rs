@@ -1,7 +1,7 @@
 //! autosign-policy spawn-to-exit against a running service, approve path, fresh tokens.
 //! Target: p50 <= 5 ms, p99 <= 20 ms over 1,000 runs.
 //!
-//! Run: `cargo build --release --bins && cargo bench --bench policy_spawn`
+//! Run: `cargo build --release --workspace --bins && cargo bench --bench policy_spawn`
 
 mod common;
 
@@ -24,7 +24,7 @@ fn main() {
         .join("autosign-policy");
     assert!(
         policy.exists(),
-        "{} missing: cargo build --release --bins",
+        "{} missing: cargo build --release --workspace --bins",
         policy.display()
     );
     let bench = common::start("policy-spawn");

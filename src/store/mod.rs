@@ -12,7 +12,7 @@ use crate::domain::event::{EventFilter, EventRecord, NewEvent};
 use crate::domain::token::{AltName, TokenHash, TokenRecord, TokenRequest};
 
 /// A failure of the storage layer. The service fails closed on any of these.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum StoreError {
     /// The database could not be reached or answered with an error.
     Unavailable(String),

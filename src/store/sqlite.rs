@@ -1,15 +1,17 @@
-//! The embedded SQLite store (WAL). Writes go through one connection so they queue in
-//! process instead of spinning on SQLite's busy handler; reads use a small pool.
+//! The embedded SQLite store (WAL). One writer thread owns the only write connection and
+//! commits whatever is queued in one transaction (each job in its own savepoint), so
+//! concurrent decisions share a commit instead of queueing for SQLite's write lock. Reads
+//! run on pooled read-only connections in the caller's thread: indexed lookups take
+//! microseconds, and WAL readers never wait for the writer.
 
-use std::path::Path;
-use std::str::FromStr;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
 
 use super::{AllowRecord, Store, StoreError, TokenSelector};
 use crate::domain::event::{kind, EventFilter, EventRecord, NewEvent};
@@ -18,55 +20,168 @@ use crate::timefmt;
 
 /// Schema migrations in order; the index + 1 is the version.
 const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_core.sql")];
+/// Most jobs one commit carries: bounds how long the first of them waits.
+const MAX_BATCH: usize = 256;
+/// Idle read connections kept open.
+const MAX_IDLE_READERS: usize = 8;
+
+/// What the writer thread runs: the job's statements, then (after the commit) its reply.
+type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
 
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    path: PathBuf,
+    writer: mpsc::Sender<Job>,
+    readers: Mutex<Vec<Connection>>,
 }
 
-fn unavailable(e: sqlx::Error) -> StoreError {
+fn unavailable(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
+}
+
+fn corrupt(e: rusqlite::Error) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(unavailable)?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(unavailable)?;
+    // NORMAL in WAL mode is durable against process crashes; only an OS crash can lose
+    // the last commits, and it never corrupts the database.
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+        .map_err(unavailable)?;
+    Ok(conn)
 }
 
 impl SqliteStore {
     /// Open (creating if needed) the database file and bring its schema up to date.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let options = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(unavailable)?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // NORMAL in WAL mode is durable against process crashes; only an OS crash can
-            // lose the last commits, and never corrupts the database.
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .connect_with(options.clone())
-            .await
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
+        let mut conn = open_connection(path, flags)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(unavailable)?;
-        migrate(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.read_only(true))
-            .await
-            .map_err(unavailable)?;
-        Ok(SqliteStore { writer, reader })
+        migrate(&mut conn)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_loop(&conn, &rx))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            writer: tx,
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Run `f` in the writer's current transaction, in a savepoint of its own: its
+    /// changes are kept only if it returns Ok, and the answer comes after the commit.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = in_savepoint(conn, f);
+            Box::new(move |commit_error| {
+                let _ = tx.send(match commit_error {
+                    Some(e) => Err(e.clone()),
+                    None => result,
+                });
+            })
+        });
+        self.writer
+            .send(job)
+            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
+        rx.await.map_err(|_| {
+            StoreError::Unavailable("the database writer dropped the request".into())
+        })?
+    }
+
+    /// Run a read on a pooled read-only connection.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.readers.lock().ok().and_then(|mut pool| pool.pop());
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => open_connection(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
+        };
+        let result = f(&conn);
+        if let Ok(mut pool) = self.readers.lock() {
+            if pool.len() < MAX_IDLE_READERS {
+                pool.push(conn);
+            }
+        }
+        result
     }
 }
 
-async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
-    let fail = |e: sqlx::Error| StoreError::Migration(e.to_string());
-    sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
-        .execute(pool)
-        .await
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.execute_batch("SAVEPOINT job").map_err(unavailable)?;
+    let result = f(conn);
+    let end = if result.is_ok() {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
+    match conn.execute_batch(end) {
+        Ok(()) => result,
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
+/// Group commit: take every job already queued (up to MAX_BATCH), run them in one
+/// transaction, commit, then answer each. A failed commit fails every job in it, so no
+/// caller is told something happened that did not.
+fn write_loop(conn: &Connection, jobs: &mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let begin = conn.execute_batch("BEGIN IMMEDIATE").map_err(unavailable);
+        let mut completions = Vec::with_capacity(batch.len());
+        if let Err(e) = &begin {
+            for job in batch {
+                // Never run a job outside a transaction: fail it without running it.
+                drop(job);
+                tracing::error!(error = %e, "cannot begin a database transaction");
+            }
+            continue;
+        }
+        for job in batch {
+            completions.push(job(conn));
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(unavailable);
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for complete in completions {
+            complete(commit.as_ref().err());
+        }
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let fail = |e: rusqlite::Error| StoreError::Migration(e.to_string());
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
         .map_err(fail)?;
-    let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-        .fetch_one(pool)
-        .await
-        .and_then(|row| row.try_get(0))
+    let current: i64 = conn
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
         .map_err(fail)?;
     let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
     if current > known {
@@ -78,40 +193,45 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
         .zip(MIGRATIONS.iter())
         .skip(usize::try_from(current).unwrap_or(0))
     {
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
-        sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(fail)?;
-        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
-            .bind(version)
-            .bind(timefmt::now())
-            .execute(&mut *tx)
-            .await
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(fail)?;
-        tx.commit().await.map_err(fail)?;
+        tx.execute_batch(sql).map_err(fail)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![version, timefmt::now()],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
     }
     Ok(())
 }
 
-async fn insert_event(conn: &mut SqliteConnection, e: &NewEvent) -> Result<i64, StoreError> {
+fn insert_event(conn: &Connection, e: &NewEvent) -> Result<i64, StoreError> {
     let details = e.details.as_ref().map(|d| d.to_string());
-    let row = sqlx::query(
+    conn.prepare_cached(
         "INSERT INTO events (at, kind, certname, decision, reason, message, csr_fingerprint, token_id, actor, request_id, details) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
     )
-    .bind(e.at)
-    .bind(e.kind)
-    .bind(&e.certname)
-    .bind(e.decision.map(|d| d.as_str()))
-    .bind(&e.reason)
-    .bind(&e.message)
-    .bind(&e.csr_fingerprint)
-    .bind(e.token_id)
-    .bind(&e.actor)
-    .bind(&e.request_id)
-    .bind(details)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(unavailable)?;
-    row.try_get(0).map_err(unavailable)
+    .and_then(|mut stmt| {
+        stmt.query_row(
+            params![
+                e.at,
+                e.kind,
+                e.certname,
+                e.decision.map(|d| d.as_str()),
+                e.reason,
+                e.message,
+                e.csr_fingerprint,
+                e.token_id,
+                e.actor,
+                e.request_id,
+                details
+            ],
+            |r| r.get(0),
+        )
+    })
+    .map_err(unavailable)
 }
 
 fn alt_names_json(names: &[AltName]) -> String {
@@ -132,39 +252,82 @@ fn parse_json(text: Option<String>) -> Result<Option<serde_json::Value>, StoreEr
 const TOKEN_COLUMNS: &str =
     "id, certname, alt_names, metadata, created_at, expires_at, used_at, revoked_at, created_by";
 
-fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
-    let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+/// Raw columns, read inside rusqlite's row callback; parsed afterwards so JSON errors
+/// surface as `Corrupt`.
+type TokenRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    String,
+);
+
+fn token_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ))
+}
+
+fn token_from_row(row: TokenRow) -> Result<TokenRecord, StoreError> {
+    let (
+        id,
+        certname,
+        alt_names,
+        metadata,
+        created_at,
+        expires_at,
+        used_at,
+        revoked_at,
+        created_by,
+    ) = row;
     Ok(TokenRecord {
-        id: row.try_get("id").map_err(get)?,
-        certname: row.try_get("certname").map_err(get)?,
-        alt_names: parse_alt_names(&row.try_get::<String, _>("alt_names").map_err(get)?)?,
-        metadata: parse_json(row.try_get("metadata").map_err(get)?)?,
-        created_at: row.try_get("created_at").map_err(get)?,
-        expires_at: row.try_get("expires_at").map_err(get)?,
-        used_at: row.try_get("used_at").map_err(get)?,
-        revoked_at: row.try_get("revoked_at").map_err(get)?,
-        created_by: row.try_get("created_by").map_err(get)?,
+        id,
+        certname,
+        alt_names: parse_alt_names(&alt_names)?,
+        metadata: parse_json(metadata)?,
+        created_at,
+        expires_at,
+        used_at,
+        revoked_at,
+        created_by,
     })
 }
 
-fn event_from_row(row: &SqliteRow) -> Result<EventRecord, StoreError> {
-    let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-    let at: i64 = row.try_get("at").map_err(get)?;
-    Ok(EventRecord {
-        id: row.try_get("id").map_err(get)?,
-        at,
-        time: timefmt::rfc3339(at),
-        kind: row.try_get("kind").map_err(get)?,
-        certname: row.try_get("certname").map_err(get)?,
-        decision: row.try_get("decision").map_err(get)?,
-        reason: row.try_get("reason").map_err(get)?,
-        message: row.try_get("message").map_err(get)?,
-        csr_fingerprint: row.try_get("csr_fingerprint").map_err(get)?,
-        token_id: row.try_get("token_id").map_err(get)?,
-        actor: row.try_get("actor").map_err(get)?,
-        request_id: row.try_get("request_id").map_err(get)?,
-        details: parse_json(row.try_get("details").map_err(get)?)?,
-    })
+const EVENT_COLUMNS: &str =
+    "id, at, kind, certname, decision, reason, message, csr_fingerprint, token_id, actor, request_id, details";
+
+fn event_from_row(r: &Row<'_>) -> rusqlite::Result<(EventRecord, Option<String>)> {
+    let at: i64 = r.get(1)?;
+    Ok((
+        EventRecord {
+            id: r.get(0)?,
+            at,
+            time: timefmt::rfc3339(at),
+            kind: r.get(2)?,
+            certname: r.get(3)?,
+            decision: r.get(4)?,
+            reason: r.get(5)?,
+            message: r.get(6)?,
+            csr_fingerprint: r.get(7)?,
+            token_id: r.get(8)?,
+            actor: r.get(9)?,
+            request_id: r.get(10)?,
+            details: None,
+        },
+        r.get(11)?,
+    ))
 }
 
 #[async_trait]
@@ -176,74 +339,58 @@ impl Store for SqliteStore {
         now: i64,
         event: NewEvent,
     ) -> Result<TokenRecord, StoreError> {
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(unavailable)?;
-        let superseded: Vec<i64> = sqlx::query(
-            "UPDATE build_tokens SET revoked_at = ? \
-             WHERE certname = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ? RETURNING id",
-        )
-        .bind(now)
-        .bind(request.certname.as_str())
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(unavailable)?
-        .iter()
-        .map(|row| row.try_get(0))
-        .collect::<Result<_, _>>()
-        .map_err(unavailable)?;
-        for id in superseded {
-            let revoked = NewEvent {
-                kind: kind::TOKEN_REVOKED,
-                token_id: Some(id),
-                message: Some(format!(
-                    "build token {id} superseded by a new token for the same host"
-                )),
-                details: None,
-                ..event.clone()
-            };
-            insert_event(&mut tx, &revoked).await?;
-        }
+        let certname = request.certname.as_str().to_string();
+        let alt_names = alt_names_json(&request.alt_names);
         let metadata = request.metadata.as_ref().map(|m| m.to_string());
-        let row = sqlx::query(&format!(
-            "INSERT INTO build_tokens (token_hash, certname, alt_names, metadata, created_at, expires_at, created_by) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {TOKEN_COLUMNS}"
-        ))
-        .bind(hash.as_str())
-        .bind(request.certname.as_str())
-        .bind(alt_names_json(&request.alt_names))
-        .bind(metadata)
-        .bind(now)
-        .bind(now.saturating_add(request.ttl_minutes.saturating_mul(60)))
-        .bind(&event.actor)
-        .fetch_one(&mut *tx)
+        let expires_at = now.saturating_add(request.ttl_minutes.saturating_mul(60));
+        let hash = hash.as_str().to_string();
+        self.write(move |conn| {
+            let superseded: Vec<i64> = conn
+                .prepare_cached(
+                    "UPDATE build_tokens SET revoked_at = ?1 \
+                     WHERE certname = ?2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?1 RETURNING id",
+                )
+                .and_then(|mut stmt| stmt.query_map(params![now, certname], |r| r.get(0))?.collect())
+                .map_err(unavailable)?;
+            for id in superseded {
+                let revoked = NewEvent {
+                    kind: kind::TOKEN_REVOKED,
+                    token_id: Some(id),
+                    message: Some(format!("build token {id} superseded by a new token for the same host")),
+                    details: None,
+                    ..event.clone()
+                };
+                insert_event(conn, &revoked)?;
+            }
+            let row = conn
+                .prepare_cached(&format!(
+                    "INSERT INTO build_tokens (token_hash, certname, alt_names, metadata, created_at, expires_at, created_by) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING {TOKEN_COLUMNS}"
+                ))
+                .and_then(|mut stmt| {
+                    stmt.query_row(
+                        params![hash, certname, alt_names, metadata, now, expires_at, event.actor],
+                        token_row,
+                    )
+                })
+                .map_err(unavailable)?;
+            let record = token_from_row(row)?;
+            insert_event(conn, &NewEvent { token_id: Some(record.id), ..event })?;
+            Ok(record)
+        })
         .await
-        .map_err(unavailable)?;
-        let record = token_from_row(&row)?;
-        insert_event(
-            &mut tx,
-            &NewEvent {
-                token_id: Some(record.id),
-                ..event
-            },
-        )
-        .await?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(record)
     }
 
     async fn find_token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM build_tokens WHERE token_hash = ?"
-        ))
-        .bind(hash.as_str())
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(unavailable)?;
-        row.as_ref().map(token_from_row).transpose()
+        self.read(|conn| {
+            let row = conn
+                .prepare_cached(&format!(
+                    "SELECT {TOKEN_COLUMNS} FROM build_tokens WHERE token_hash = ?1"
+                ))
+                .and_then(|mut stmt| stmt.query_row([hash.as_str()], token_row).optional())
+                .map_err(unavailable)?;
+            row.map(token_from_row).transpose()
+        })
     }
 
     async fn list_tokens(
@@ -251,23 +398,27 @@ impl Store for SqliteStore {
         certname: Option<&str>,
         live_at: Option<i64>,
     ) -> Result<Vec<TokenRecord>, StoreError> {
-        let mut q = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {TOKEN_COLUMNS} FROM build_tokens WHERE 1 = 1"
-        ));
+        let mut sql = format!("SELECT {TOKEN_COLUMNS} FROM build_tokens WHERE 1 = 1");
+        let mut args: Vec<Value> = Vec::new();
         if let Some(name) = certname {
-            q.push(" AND certname = ").push_bind(name);
+            args.push(Value::Text(name.to_string()));
+            sql.push_str(&format!(" AND certname = ?{}", args.len()));
         }
         if let Some(now) = live_at {
-            q.push(" AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ")
-                .push_bind(now);
+            args.push(Value::Integer(now));
+            sql.push_str(&format!(
+                " AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?{}",
+                args.len()
+            ));
         }
-        q.push(" ORDER BY id DESC");
-        let rows = q
-            .build()
-            .fetch_all(&self.reader)
-            .await
-            .map_err(unavailable)?;
-        rows.iter().map(token_from_row).collect()
+        sql.push_str(" ORDER BY id DESC");
+        self.read(|conn| {
+            let rows: Vec<TokenRow> = conn
+                .prepare_cached(&sql)
+                .and_then(|mut stmt| stmt.query_map(params_from_iter(args), token_row)?.collect())
+                .map_err(unavailable)?;
+            rows.into_iter().map(token_from_row).collect()
+        })
     }
 
     async fn revoke_tokens(
@@ -276,35 +427,35 @@ impl Store for SqliteStore {
         now: i64,
         event: NewEvent,
     ) -> Result<Vec<i64>, StoreError> {
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(unavailable)?;
-        let mut q = QueryBuilder::<Sqlite>::new("UPDATE build_tokens SET revoked_at = ");
-        q.push_bind(now);
-        q.push(" WHERE used_at IS NULL AND revoked_at IS NULL AND expires_at > ")
-            .push_bind(now);
-        match selector {
-            TokenSelector::Id(id) => q.push(" AND id = ").push_bind(*id),
-            TokenSelector::Certname(name) => q.push(" AND certname = ").push_bind(name.as_str()),
+        let (clause, arg) = match selector {
+            TokenSelector::Id(id) => ("id = ?2", Value::Integer(*id)),
+            TokenSelector::Certname(name) => ("certname = ?2", Value::Text(name.clone())),
         };
-        q.push(" RETURNING id, certname");
-        let rows = q.build().fetch_all(&mut *tx).await.map_err(unavailable)?;
-        let mut ids = Vec::with_capacity(rows.len());
-        for row in rows {
-            let id: i64 = row.try_get(0).map_err(unavailable)?;
-            let certname: String = row.try_get(1).map_err(unavailable)?;
-            let e = NewEvent {
-                token_id: Some(id),
-                certname: Some(certname),
-                ..event.clone()
-            };
-            insert_event(&mut tx, &e).await?;
-            ids.push(id);
-        }
-        tx.commit().await.map_err(unavailable)?;
-        Ok(ids)
+        let sql = format!(
+            "UPDATE build_tokens SET revoked_at = ?1 \
+             WHERE used_at IS NULL AND revoked_at IS NULL AND expires_at > ?1 AND {clause} RETURNING id, certname"
+        );
+        self.write(move |conn| {
+            let rows: Vec<(i64, String)> = conn
+                .prepare_cached(&sql)
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![now, arg], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect()
+                })
+                .map_err(unavailable)?;
+            let mut ids = Vec::with_capacity(rows.len());
+            for (id, certname) in rows {
+                let e = NewEvent {
+                    token_id: Some(id),
+                    certname: Some(certname),
+                    ..event.clone()
+                };
+                insert_event(conn, &e)?;
+                ids.push(id);
+            }
+            Ok(ids)
+        })
+        .await
     }
 
     async fn consume_token(
@@ -313,28 +464,20 @@ impl Store for SqliteStore {
         now: i64,
         event: NewEvent,
     ) -> Result<Option<i64>, StoreError> {
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(unavailable)?;
-        let won = sqlx::query(
-            "UPDATE build_tokens SET used_at = ? \
-             WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ? RETURNING id",
-        )
-        .bind(now)
-        .bind(token_id)
-        .bind(now)
-        .fetch_optional(&mut *tx)
+        self.write(move |conn| {
+            let won: Option<i64> = conn
+                .prepare_cached(
+                    "UPDATE build_tokens SET used_at = ?1 \
+                     WHERE id = ?2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?1 RETURNING id",
+                )
+                .and_then(|mut stmt| stmt.query_row(params![now, token_id], |r| r.get(0)).optional())
+                .map_err(unavailable)?;
+            match won {
+                Some(_) => insert_event(conn, &event).map(Some),
+                None => Ok(None),
+            }
+        })
         .await
-        .map_err(unavailable)?;
-        if won.is_none() {
-            tx.rollback().await.map_err(unavailable)?;
-            return Ok(None);
-        }
-        let event_id = insert_event(&mut tx, &event).await?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(Some(event_id))
     }
 
     async fn add_allow_entry(
@@ -342,114 +485,117 @@ impl Store for SqliteStore {
         record: &AllowRecord,
         event: NewEvent,
     ) -> Result<bool, StoreError> {
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(unavailable)?;
-        let inserted = sqlx::query(
-            "INSERT INTO allow_entries (pattern, alt_names, created_at, created_by) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (pattern) DO NOTHING",
-        )
-        .bind(&record.pattern)
-        .bind(alt_names_json(&record.alt_names))
-        .bind(record.created_at)
-        .bind(&record.created_by)
-        .execute(&mut *tx)
+        let record = record.clone();
+        self.write(move |conn| {
+            let inserted = conn
+                .execute(
+                    "INSERT INTO allow_entries (pattern, alt_names, created_at, created_by) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (pattern) DO NOTHING",
+                    params![record.pattern, alt_names_json(&record.alt_names), record.created_at, record.created_by],
+                )
+                .map_err(unavailable)?
+                == 1;
+            if inserted {
+                insert_event(conn, &event)?;
+            }
+            Ok(inserted)
+        })
         .await
-        .map_err(unavailable)?
-        .rows_affected()
-            == 1;
-        if inserted {
-            insert_event(&mut tx, &event).await?;
-        }
-        tx.commit().await.map_err(unavailable)?;
-        Ok(inserted)
     }
 
     async fn remove_allow_entry(&self, pattern: &str, event: NewEvent) -> Result<bool, StoreError> {
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(unavailable)?;
-        let removed = sqlx::query("DELETE FROM allow_entries WHERE pattern = ?")
-            .bind(pattern)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?
-            .rows_affected()
-            == 1;
-        if removed {
-            insert_event(&mut tx, &event).await?;
-        }
-        tx.commit().await.map_err(unavailable)?;
-        Ok(removed)
+        let pattern = pattern.to_string();
+        self.write(move |conn| {
+            let removed = conn
+                .execute("DELETE FROM allow_entries WHERE pattern = ?1", [&pattern])
+                .map_err(unavailable)?
+                == 1;
+            if removed {
+                insert_event(conn, &event)?;
+            }
+            Ok(removed)
+        })
+        .await
     }
 
     async fn list_allow_entries(&self) -> Result<Vec<AllowRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT pattern, alt_names, created_at, created_by FROM allow_entries ORDER BY pattern",
-        )
-        .fetch_all(&self.reader)
-        .await
-        .map_err(unavailable)?;
-        rows.iter()
-            .map(|row| {
-                let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
-                Ok(AllowRecord {
-                    pattern: row.try_get("pattern").map_err(get)?,
-                    alt_names: parse_alt_names(
-                        &row.try_get::<String, _>("alt_names").map_err(get)?,
-                    )?,
-                    created_at: row.try_get("created_at").map_err(get)?,
-                    created_by: row.try_get("created_by").map_err(get)?,
+        self.read(|conn| {
+            let rows: Vec<(String, String, i64, String)> = conn
+                .prepare_cached("SELECT pattern, alt_names, created_at, created_by FROM allow_entries ORDER BY pattern")
+                .and_then(|mut stmt| stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect())
+                .map_err(unavailable)?;
+            rows.into_iter()
+                .map(|(pattern, alt_names, created_at, created_by)| {
+                    Ok(AllowRecord {
+                        pattern,
+                        alt_names: parse_alt_names(&alt_names)?,
+                        created_at,
+                        created_by,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     async fn record_event(&self, event: NewEvent) -> Result<i64, StoreError> {
-        let mut conn = self.writer.acquire().await.map_err(unavailable)?;
-        insert_event(&mut conn, &event).await
+        self.write(move |conn| insert_event(conn, &event)).await
     }
 
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT id, at, kind, certname, decision, reason, message, csr_fingerprint, token_id, actor, request_id, details \
-             FROM events WHERE 1 = 1",
-        );
+        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE 1 = 1");
+        let mut args: Vec<Value> = Vec::new();
+        let mut add = |column: &str, value: Value, args: &mut Vec<Value>| {
+            args.push(value);
+            sql.push_str(&format!(" AND {column} ?{}", args.len()));
+        };
         if let Some(certname) = &filter.certname {
-            q.push(" AND certname = ").push_bind(certname.as_str());
+            add("certname =", Value::Text(certname.clone()), &mut args);
         }
         if let Some(kind) = &filter.kind {
-            q.push(" AND kind = ").push_bind(kind.as_str());
+            add("kind =", Value::Text(kind.clone()), &mut args);
         }
         if let Some(decision) = filter.decision {
-            q.push(" AND decision = ").push_bind(decision.as_str());
+            add(
+                "decision =",
+                Value::Text(decision.as_str().into()),
+                &mut args,
+            );
         }
         if let Some(before) = filter.before_id {
-            q.push(" AND id < ").push_bind(before);
+            add("id <", Value::Integer(before), &mut args);
         }
-        q.push(" ORDER BY id DESC LIMIT ")
-            .push_bind(i64::from(filter.limit.clamp(1, 1000)));
-        let rows = q
-            .build()
-            .fetch_all(&self.reader)
-            .await
-            .map_err(unavailable)?;
-        rows.iter().map(event_from_row).collect()
+        args.push(Value::Integer(i64::from(filter.limit.clamp(1, 1000))));
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
+        self.read(|conn| {
+            let rows: Vec<(EventRecord, Option<String>)> = conn
+                .prepare_cached(&sql)
+                .and_then(|mut stmt| {
+                    stmt.query_map(params_from_iter(args), event_from_row)?
+                        .collect()
+                })
+                .map_err(corrupt)?;
+            rows.into_iter()
+                .map(|(mut event, details)| {
+                    event.details = parse_json(details)?;
+                    Ok(event)
+                })
+                .collect()
+        })
     }
 
-    /// Allocate the next certificate serial; never returns the same value twice.
     async fn next_serial(&self) -> Result<u64, StoreError> {
-        let row =
-            sqlx::query("UPDATE ca_serial SET next = next + 1 WHERE id = 1 RETURNING next - 1")
-                .fetch_one(&self.writer)
-                .await
+        self.write(|conn| {
+            let serial: i64 = conn
+                .query_row(
+                    "UPDATE ca_serial SET next = next + 1 WHERE id = 1 RETURNING next - 1",
+                    [],
+                    |r| r.get(0),
+                )
                 .map_err(unavailable)?;
-        let serial: i64 = row.try_get(0).map_err(unavailable)?;
-        u64::try_from(serial).map_err(|_| StoreError::Corrupt(format!("negative serial {serial}")))
+            u64::try_from(serial)
+                .map_err(|_| StoreError::Corrupt(format!("negative serial {serial}")))
+        })
+        .await
     }
 }
 
@@ -594,8 +740,14 @@ mod tests {
     fn a_newer_schema_is_refused() {
         run(async {
             let store = fresh("newer").await;
-            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (99, 0)")
-                .execute(&store.writer)
+            store
+                .write(|conn| {
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, applied_at) VALUES (99, 0)",
+                        [],
+                    )
+                    .map_err(unavailable)
+                })
                 .await
                 .unwrap();
             let path = std::env::temp_dir().join(format!(
