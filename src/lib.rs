@@ -5,6 +5,10 @@
 //! `store` persists state behind a trait in domain verbs, `http` is the thin network
 //! side, and `app` wires them together for the binary.
 #![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod app;
 pub mod ca;

@@ -1,4 +1,6 @@
 //! The `autosign-proxy` command line: parse arguments, call the library, print.
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

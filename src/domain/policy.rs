@@ -596,7 +596,7 @@ mod tests {
             GeneralName::Email("root@example.com".into()),
             GeneralName::Uri("https://x".into()),
         ] {
-            let c = csr("puppet.example.com", &[bad.clone()], &[]);
+            let c = csr("puppet.example.com", std::slice::from_ref(&bad), &[]);
             assert_eq!(
                 reason(check_alt_names(&c, &certname)),
                 Reason::ForbiddenAltName,

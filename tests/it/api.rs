@@ -298,3 +298,106 @@ fn events_filter_and_page() {
     assert_eq!(host[0]["decision"], "approved");
     assert!(!serde_json::to_string(host).unwrap().contains(&token));
 }
+
+/// Sites that give the service a certificate from their puppetserver CA, as smart proxies
+/// use: the configured files are served instead of the generated ones.
+#[test]
+fn configured_tls_files_are_served_instead_of_the_generated_ones() {
+    let dir = temp_dir("site-ca");
+    let sh = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sh(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=Site Puppet CA",
+        "-days",
+        "30",
+    ]);
+    sh(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "proxy.key",
+        "-out",
+        "proxy.csr",
+        "-subj",
+        "/CN=proxy.example.com",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName = IP:127.0.0.1, DNS:proxy.example.com\n",
+    )
+    .unwrap();
+    sh(&[
+        "x509",
+        "-req",
+        "-in",
+        "proxy.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "proxy.pem",
+        "-days",
+        "30",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let (cert, key, site_ca) = (
+        dir.join("proxy.pem"),
+        dir.join("proxy.key"),
+        dir.join("ca.pem"),
+    );
+    let svc = Service::start_with("site-tls", |c| {
+        c.tls.cert = Some(cert.clone());
+        c.tls.key = Some(key.clone());
+    });
+    // Verified against the site CA, the service answers; against its own CA it cannot.
+    let files = |ca: std::path::PathBuf| autosign_policy::TlsFiles {
+        ca_file: ca,
+        cert: Some(svc.dir.client_cert()),
+        key: Some(svc.dir.client_key()),
+    };
+    let config = autosign_policy::client_config(&files(site_ca)).unwrap();
+    let mut conn =
+        autosign_policy::Connection::connect(&svc.url(), config, std::time::Duration::from_secs(5))
+            .unwrap();
+    assert_eq!(
+        conn.request("GET", "/puppet/ca/autosign", &[], b"")
+            .unwrap()
+            .status,
+        200
+    );
+    let config = autosign_policy::client_config(&files(svc.dir.ca_bundle())).unwrap();
+    let other =
+        autosign_policy::Connection::connect(&svc.url(), config, std::time::Duration::from_secs(5))
+            .and_then(|mut c| c.request("GET", "/puppet/ca/autosign", &[], b""));
+    assert!(other.is_err());
+}
