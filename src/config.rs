@@ -49,6 +49,24 @@ pub struct CaConfig {
     pub key_algorithm: String,
     /// The CA certificate's CN.
     pub common_name: String,
+    /// How CSRs sent to the CA API get signed without an operator: `policy` (build tokens
+    /// and the allow-list), `false`, `true`, or `exec:/path/to/executable`.
+    pub autosign: String,
+    /// Lifetime of issued certificates (puppetserver's ca_ttl default: 5 years).
+    pub cert_ttl_days: i64,
+    /// nextUpdate of the CRL: long, since Puppet 7 agents never refresh their CRL.
+    pub crl_ttl_days: i64,
+    /// Accept a new CSR for a certname that already has a request or certificate.
+    pub allow_duplicate_certs: bool,
+    /// Let operators' API signing (certificate_status) include alt names.
+    pub allow_subject_alt_names: bool,
+    /// Let operators' signing include authorization extensions (never pp_cli_auth).
+    pub allow_authorization_extensions: bool,
+    /// Client certificate CNs allowed on the CA admin endpoints besides certificates
+    /// carrying pp_cli_auth.
+    pub admin_hosts: Vec<String>,
+    /// Seconds an `exec:` autosign executable may take before the CSR is left pending.
+    pub exec_timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -87,6 +105,14 @@ impl Default for CaConfig {
         CaConfig {
             key_algorithm: "rsa-4096".into(),
             common_name: "Puppet CA: autosign-proxy".into(),
+            autosign: "policy".into(),
+            cert_ttl_days: 5 * 365,
+            crl_ttl_days: 5 * 365,
+            allow_duplicate_certs: false,
+            allow_subject_alt_names: false,
+            allow_authorization_extensions: false,
+            admin_hosts: Vec::new(),
+            exec_timeout_seconds: 10,
         }
     }
 }
@@ -168,6 +194,17 @@ impl Config {
             .key_algorithm
             .parse::<crate::ca::signer::KeyAlgorithm>()
             .map_err(|e| ConfigError(format!("ca.key_algorithm: {e}")))?;
+        self.ca
+            .autosign
+            .parse::<crate::authority::AutosignMode>()
+            .map_err(|e| ConfigError(format!("ca.autosign: {e}")))?;
+        if self.ca.cert_ttl_days < 1 || self.ca.crl_ttl_days < 1 || self.ca.exec_timeout_seconds < 1
+        {
+            return Err(ConfigError(
+                "ca.cert_ttl_days, ca.crl_ttl_days and ca.exec_timeout_seconds must be at least 1"
+                    .into(),
+            ));
+        }
         if !(1..=crate::domain::token::MAX_TTL_MINUTES).contains(&self.tokens.default_ttl_minutes) {
             return Err(ConfigError(format!(
                 "tokens.default_ttl_minutes must be between 1 and {}",

@@ -11,6 +11,7 @@
 )]
 
 pub mod app;
+pub mod authority;
 pub mod ca;
 pub mod config;
 pub mod der;

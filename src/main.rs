@@ -43,6 +43,9 @@ enum Command {
         /// HTTP worker threads (default: one per CPU).
         #[arg(long)]
         workers: Option<usize>,
+        /// How the CA autosigns: policy (default), true, false or exec:/path.
+        #[arg(long)]
+        autosign: Option<String>,
     },
     /// One-time build tokens.
     #[command(subcommand)]
@@ -164,9 +167,18 @@ fn app_error(e: AppError) -> String {
 }
 
 async fn run(command: Command, mut config: Config) -> Result<(), String> {
-    if let Command::Serve { listen, workers } = command {
+    if let Command::Serve {
+        listen,
+        workers,
+        autosign,
+    } = command
+    {
         if let Some(listen) = listen {
             config.listen = listen;
+        }
+        if let Some(mode) = autosign {
+            mode.parse::<autosign_proxy::authority::AutosignMode>()?;
+            config.ca.autosign = mode;
         }
         return serve(config, workers).await;
     }

@@ -3,8 +3,11 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::app::App;
+use crate::authority::{Authority, AutosignMode, CaSettings};
+use crate::ca::signer::SoftwareKey;
 use crate::config::Config;
 use crate::http::{self, HttpState, RunningServer};
 use crate::state::{self, DataDir};
@@ -33,6 +36,24 @@ pub struct Started {
     pub server: RunningServer,
     pub dir: DataDir,
     pub app: Arc<App>,
+    pub authority: Arc<Authority>,
+}
+
+/// The CA of the data directory, with the settings of `[ca]`.
+pub fn authority(config: &Config, dir: &DataDir, app: Arc<App>) -> Result<Authority, String> {
+    let key = SoftwareKey::load(&dir.ca_key())
+        .map_err(|e| format!("cannot load the CA key {}: {e}", dir.ca_key().display()))?;
+    let bundle = state::read_certs(&dir.ca_cert()).map_err(|e| e.to_string())?;
+    let settings = CaSettings {
+        autosign: config.ca.autosign.parse::<AutosignMode>()?,
+        cert_ttl_seconds: config.ca.cert_ttl_days * 86_400,
+        crl_ttl_seconds: config.ca.crl_ttl_days * 86_400,
+        allow_duplicate_certs: config.ca.allow_duplicate_certs,
+        allow_subject_alt_names: config.ca.allow_subject_alt_names,
+        allow_authorization_extensions: config.ca.allow_authorization_extensions,
+        exec_timeout: Duration::from_secs(config.ca.exec_timeout_seconds),
+    };
+    Ok(Authority::new(app, Arc::new(key), bundle, settings))
 }
 
 /// Initialize the data directory (saying what is generated), bind `config.listen`, and
@@ -50,6 +71,17 @@ pub async fn start(
     let listener = TcpListener::bind(&config.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let app = Arc::new(App::new(store, config));
-    let server = http::start(HttpState::new(app.clone()), &material, listener, workers)?;
-    Ok(Started { server, dir, app })
+    let authority = Arc::new(authority(&app.config, &dir, app.clone())?);
+    let server = http::start(
+        HttpState::new(app.clone(), authority.clone()),
+        &material,
+        listener,
+        workers,
+    )?;
+    Ok(Started {
+        server,
+        dir,
+        app,
+        authority,
+    })
 }

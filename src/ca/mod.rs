@@ -1,5 +1,7 @@
 //! The certificate authority: the CA key, and the certificates and requests we build with it.
 
+pub mod cadir;
+pub mod crl;
 pub mod issue;
 pub mod request;
 pub mod signer;

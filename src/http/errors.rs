@@ -5,6 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::app::AppError;
+use crate::authority::CaFailure;
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -13,6 +14,8 @@ pub enum ApiError {
     Forbidden(String),
     NotFound(String),
     PayloadTooLarge(String),
+    Conflict(String),
+    UnsupportedMediaType(String),
     /// The database is down: fail closed, and say it is temporary.
     Unavailable(String),
     Internal(String),
@@ -25,6 +28,8 @@ impl std::fmt::Display for ApiError {
             | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
             | ApiError::PayloadTooLarge(m)
+            | ApiError::Conflict(m)
+            | ApiError::UnsupportedMediaType(m)
             | ApiError::Unavailable(m)
             | ApiError::Internal(m) => f.write_str(m),
         }
@@ -58,13 +63,23 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        let message = match self {
+        HttpResponse::build(self.status_code())
+            .json(serde_json::json!({ "error": self.public_message() }))
+    }
+}
+
+impl ApiError {
+    /// What the client is told: the message, except for 5xx, whose cause goes to the log.
+    fn public_message(&self) -> String {
+        match self {
             ApiError::Unavailable(cause) => {
                 tracing::error!(%cause, "storage unavailable");
                 "the service cannot reach its database; nothing was decided or changed, try again"
@@ -75,7 +90,47 @@ impl ResponseError for ApiError {
                 "internal error; the cause is in the service log".to_string()
             }
             other => other.to_string(),
-        };
-        HttpResponse::build(self.status_code()).json(serde_json::json!({ "error": message }))
+        }
+    }
+}
+
+/// The Puppet CA API answers errors in plain text, as puppetserver does; agents and
+/// `puppetserver ca` print the body as it is.
+#[derive(Debug)]
+pub struct PlainError(pub ApiError);
+
+impl std::fmt::Display for PlainError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<E: Into<ApiError>> From<E> for PlainError {
+    fn from(e: E) -> PlainError {
+        PlainError(e.into())
+    }
+}
+
+impl ResponseError for PlainError {
+    fn status_code(&self) -> StatusCode {
+        self.0.status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code())
+            .content_type("text/plain; charset=utf-8")
+            .body(self.0.public_message())
+    }
+}
+
+impl From<CaFailure> for ApiError {
+    fn from(e: CaFailure) -> ApiError {
+        match e {
+            CaFailure::Invalid(m) => ApiError::BadRequest(m),
+            CaFailure::NotFound(m) => ApiError::NotFound(m),
+            CaFailure::Conflict(m) => ApiError::Conflict(m),
+            CaFailure::Store(e) => ApiError::from(e),
+            CaFailure::Internal(m) => ApiError::Internal(m),
+        }
     }
 }

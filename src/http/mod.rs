@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod errors;
+pub mod puppet_ca;
 pub mod smart_proxy;
 pub mod tls;
 
@@ -14,6 +15,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
 use crate::app::App;
+use crate::authority::Authority;
 use crate::domain::event::Actor;
 use crate::state::{TlsMaterial, LOCAL_CLIENT_CN};
 use errors::ApiError;
@@ -22,15 +24,20 @@ use tls::ClientIdentity;
 /// Shared by every handler.
 pub struct HttpState {
     pub app: Arc<App>,
+    pub authority: Arc<Authority>,
     /// Client certificate CNs allowed on the provisioning and Foreman APIs.
     pub trusted_hosts: HashSet<String>,
 }
 
 impl HttpState {
-    pub fn new(app: Arc<App>) -> HttpState {
+    pub fn new(app: Arc<App>, authority: Arc<Authority>) -> HttpState {
         let mut trusted_hosts: HashSet<String> = app.config.trusted_hosts.iter().cloned().collect();
         trusted_hosts.insert(LOCAL_CLIENT_CN.to_string());
-        HttpState { app, trusted_hosts }
+        HttpState {
+            app,
+            authority,
+            trusted_hosts,
+        }
     }
 
     /// The smart proxy's rule: a verified client certificate whose CN is in trusted_hosts.
@@ -61,7 +68,7 @@ impl HttpState {
 }
 
 /// Foreman's X-Request-Id, kept short and printable so it is safe in logs and events.
-fn request_id(req: &HttpRequest) -> Option<String> {
+pub(crate) fn request_id(req: &HttpRequest) -> Option<String> {
     let value = req.headers().get("x-request-id")?.to_str().ok()?;
     let clean: String = value
         .chars()
@@ -89,6 +96,7 @@ impl actix_web::FromRequest for Trusted {
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
+    puppet_ca::routes(cfg);
     smart_proxy::routes(cfg);
     api::routes(cfg);
     cfg.default_service(web::to(|req: HttpRequest| async move {
@@ -119,6 +127,10 @@ pub fn start(
     let state = web::Data::new(state);
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
+            .wrap(
+                actix_web::middleware::DefaultHeaders::new()
+                    .add(("X-Puppet-Version", puppet_ca::PUPPET_VERSION)),
+            )
             .app_data(state.clone())
             .app_data(api::json_config())
             .app_data(

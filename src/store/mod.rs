@@ -51,6 +51,41 @@ impl AllowRecord {
     }
 }
 
+/// A certificate request the CA holds, pending.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CaRequest {
+    pub certname: String,
+    pub csr_pem: String,
+    pub fingerprint: String,
+    pub received_at: i64,
+    /// Why autosigning left it pending (a reason code), if a policy ran.
+    pub reason: Option<String>,
+    pub message: Option<String>,
+}
+
+/// A certificate the CA issued (or imported).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CaCertificate {
+    pub serial: u64,
+    pub certname: String,
+    pub cert_pem: String,
+    pub fingerprint: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub issued_at: i64,
+    pub revoked_at: Option<i64>,
+    /// RFC 5280 CRLReason code.
+    pub revocation_reason: Option<u8>,
+}
+
+/// A revocation as the CRL lists it (including certificates since cleaned).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revocation {
+    pub serial: u64,
+    pub revoked_at: i64,
+    pub reason: Option<u8>,
+}
+
 /// Which tokens to revoke.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TokenSelector {
@@ -120,4 +155,63 @@ pub trait Store: Send + Sync {
     /// Allocate the next certificate serial; never returns the same value twice, also
     /// across crashes and replicas.
     async fn next_serial(&self) -> Result<u64, StoreError>;
+
+    /// Store a pending request; `false` (nothing written) if the certname already has one.
+    async fn ca_add_request(
+        &self,
+        request: &CaRequest,
+        event: NewEvent,
+    ) -> Result<bool, StoreError>;
+
+    async fn ca_request(&self, certname: &str) -> Result<Option<CaRequest>, StoreError>;
+
+    async fn ca_requests(&self) -> Result<Vec<CaRequest>, StoreError>;
+
+    /// Remove a pending request; `false` if there was none.
+    async fn ca_delete_request(
+        &self,
+        certname: &str,
+        event: Option<NewEvent>,
+    ) -> Result<bool, StoreError>;
+
+    /// Record an issued certificate and drop the certname's pending request, in one
+    /// transaction with its event.
+    async fn ca_add_certificate(
+        &self,
+        cert: &CaCertificate,
+        event: NewEvent,
+    ) -> Result<(), StoreError>;
+
+    /// The certname's current certificate: the newest one not cleaned.
+    async fn ca_certificate(&self, certname: &str) -> Result<Option<CaCertificate>, StoreError>;
+
+    /// Every current (not cleaned) certificate, by certname.
+    async fn ca_certificates(&self) -> Result<Vec<CaCertificate>, StoreError>;
+
+    /// Revoke the certname's current certificate; `None` if it has none. Revoking a
+    /// revoked certificate changes nothing and returns its serial.
+    async fn ca_revoke(
+        &self,
+        certname: &str,
+        now: i64,
+        reason: u8,
+        event: NewEvent,
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// Remove the certname's certificate and request from the CA's view (not revoking).
+    /// Returns whether anything was there.
+    async fn ca_clean(&self, certname: &str, now: i64, event: NewEvent)
+        -> Result<bool, StoreError>;
+
+    /// Every revocation, for the CRL.
+    async fn ca_revocations(&self) -> Result<Vec<Revocation>, StoreError>;
+
+    /// Hand out the next CRL number; numbers only grow.
+    async fn ca_next_crl_number(&self) -> Result<u64, StoreError>;
+
+    /// Keep a built CRL unless a newer number is already stored.
+    async fn ca_store_crl(&self, number: u64, der: &[u8], now: i64) -> Result<(), StoreError>;
+
+    /// The newest CRL built, with its number.
+    async fn ca_crl(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
 }

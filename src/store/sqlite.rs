@@ -13,13 +13,16 @@ use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
 
-use super::{AllowRecord, Store, StoreError, TokenSelector};
+use super::{AllowRecord, CaCertificate, CaRequest, Revocation, Store, StoreError, TokenSelector};
 use crate::domain::event::{kind, EventFilter, EventRecord, NewEvent};
 use crate::domain::token::{AltName, TokenHash, TokenRecord, TokenRequest};
 use crate::timefmt;
 
 /// Schema migrations in order; the index + 1 is the version.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_core.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_core.sql"),
+    include_str!("../../migrations/sqlite/0002_ca.sql"),
+];
 /// Most jobs one commit carries: bounds how long the first of them waits.
 const MAX_BATCH: usize = 256;
 /// Idle read connections kept open.
@@ -330,6 +333,47 @@ fn event_from_row(r: &Row<'_>) -> rusqlite::Result<(EventRecord, Option<String>)
     ))
 }
 
+const REQUEST_COLUMNS: &str = "certname, csr_pem, fingerprint, received_at, reason, message";
+
+fn request_from_row(r: &Row<'_>) -> rusqlite::Result<CaRequest> {
+    Ok(CaRequest {
+        certname: r.get(0)?,
+        csr_pem: r.get(1)?,
+        fingerprint: r.get(2)?,
+        received_at: r.get(3)?,
+        reason: r.get(4)?,
+        message: r.get(5)?,
+    })
+}
+
+const CERT_COLUMNS: &str =
+    "serial, certname, cert_pem, fingerprint, not_before, not_after, issued_at, revoked_at, revocation_reason";
+
+fn cert_from_row(r: &Row<'_>) -> rusqlite::Result<Result<CaCertificate, StoreError>> {
+    let serial: i64 = r.get(0)?;
+    let cert = CaCertificate {
+        serial: 0,
+        certname: r.get(1)?,
+        cert_pem: r.get(2)?,
+        fingerprint: r.get(3)?,
+        not_before: r.get(4)?,
+        not_after: r.get(5)?,
+        issued_at: r.get(6)?,
+        revoked_at: r.get(7)?,
+        revocation_reason: r.get(8)?,
+    };
+    Ok(from_i64(serial).map(|serial| CaCertificate { serial, ..cert }))
+}
+
+/// SQLite integers are signed; serials and numbers are stored as such.
+fn to_i64(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{v} does not fit the database")))
+}
+
+fn from_i64(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative value {v}")))
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn issue_token(
@@ -596,6 +640,229 @@ impl Store for SqliteStore {
                 .map_err(|_| StoreError::Corrupt(format!("negative serial {serial}")))
         })
         .await
+    }
+
+    async fn ca_add_request(
+        &self,
+        request: &CaRequest,
+        event: NewEvent,
+    ) -> Result<bool, StoreError> {
+        let r = request.clone();
+        self.write(move |conn| {
+            let added = conn
+                .execute(
+                    "INSERT INTO ca_requests (certname, csr_pem, fingerprint, received_at, reason, message) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (certname) DO NOTHING",
+                    params![r.certname, r.csr_pem, r.fingerprint, r.received_at, r.reason, r.message],
+                )
+                .map_err(unavailable)?
+                == 1;
+            if added {
+                insert_event(conn, &event)?;
+            }
+            Ok(added)
+        })
+        .await
+    }
+
+    async fn ca_request(&self, certname: &str) -> Result<Option<CaRequest>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {REQUEST_COLUMNS} FROM ca_requests WHERE certname = ?1"
+            ))
+            .and_then(|mut stmt| stmt.query_row([certname], request_from_row).optional())
+            .map_err(unavailable)
+        })
+    }
+
+    async fn ca_requests(&self) -> Result<Vec<CaRequest>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {REQUEST_COLUMNS} FROM ca_requests ORDER BY certname"
+            ))
+            .and_then(|mut stmt| stmt.query_map([], request_from_row)?.collect())
+            .map_err(unavailable)
+        })
+    }
+
+    async fn ca_delete_request(
+        &self,
+        certname: &str,
+        event: Option<NewEvent>,
+    ) -> Result<bool, StoreError> {
+        let certname = certname.to_string();
+        self.write(move |conn| {
+            let deleted = conn
+                .execute("DELETE FROM ca_requests WHERE certname = ?1", [&certname])
+                .map_err(unavailable)?
+                == 1;
+            if let (true, Some(event)) = (deleted, event) {
+                insert_event(conn, &event)?;
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn ca_add_certificate(
+        &self,
+        cert: &CaCertificate,
+        event: NewEvent,
+    ) -> Result<(), StoreError> {
+        let c = cert.clone();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO ca_certificates (serial, certname, cert_pem, fingerprint, not_before, not_after, issued_at, revoked_at, revocation_reason) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![to_i64(c.serial)?, c.certname, c.cert_pem, c.fingerprint, c.not_before, c.not_after, c.issued_at, c.revoked_at, c.revocation_reason],
+            )
+            .map_err(unavailable)?;
+            conn.execute("DELETE FROM ca_requests WHERE certname = ?1", [&c.certname])
+                .map_err(unavailable)?;
+            insert_event(conn, &event)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ca_certificate(&self, certname: &str) -> Result<Option<CaCertificate>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {CERT_COLUMNS} FROM ca_certificates WHERE certname = ?1 AND cleaned_at IS NULL ORDER BY serial DESC LIMIT 1"
+            ))
+            .and_then(|mut stmt| stmt.query_row([certname], cert_from_row).optional())
+            .map_err(unavailable)?
+            .transpose()
+        })
+    }
+
+    async fn ca_certificates(&self) -> Result<Vec<CaCertificate>, StoreError> {
+        self.read(|conn| {
+            let rows: Vec<Result<CaCertificate, StoreError>> = conn
+                .prepare_cached(&format!(
+                    "SELECT {CERT_COLUMNS} FROM ca_certificates c WHERE cleaned_at IS NULL \
+                     AND serial = (SELECT MAX(serial) FROM ca_certificates d WHERE d.certname = c.certname AND d.cleaned_at IS NULL) \
+                     ORDER BY certname"
+                ))
+                .and_then(|mut stmt| stmt.query_map([], cert_from_row)?.collect())
+                .map_err(unavailable)?;
+            rows.into_iter().collect()
+        })
+    }
+
+    async fn ca_revoke(
+        &self,
+        certname: &str,
+        now: i64,
+        reason: u8,
+        event: NewEvent,
+    ) -> Result<Option<u64>, StoreError> {
+        let certname = certname.to_string();
+        self.write(move |conn| {
+            let current: Option<(i64, Option<i64>)> = conn
+                .query_row(
+                    "SELECT serial, revoked_at FROM ca_certificates WHERE certname = ?1 AND cleaned_at IS NULL ORDER BY serial DESC LIMIT 1",
+                    [&certname],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            let Some((serial, revoked_at)) = current else { return Ok(None) };
+            if revoked_at.is_none() {
+                conn.execute(
+                    "UPDATE ca_certificates SET revoked_at = ?1, revocation_reason = ?2 WHERE serial = ?3",
+                    params![now, reason, serial],
+                )
+                .map_err(unavailable)?;
+                insert_event(conn, &event)?;
+            }
+            Ok(Some(from_i64(serial)?))
+        })
+        .await
+    }
+
+    async fn ca_clean(
+        &self,
+        certname: &str,
+        now: i64,
+        event: NewEvent,
+    ) -> Result<bool, StoreError> {
+        let certname = certname.to_string();
+        self.write(move |conn| {
+            let certs = conn
+                .execute(
+                    "UPDATE ca_certificates SET cleaned_at = ?1 WHERE certname = ?2 AND cleaned_at IS NULL",
+                    params![now, certname],
+                )
+                .map_err(unavailable)?;
+            let requests = conn
+                .execute("DELETE FROM ca_requests WHERE certname = ?1", [&certname])
+                .map_err(unavailable)?;
+            let any = certs + requests > 0;
+            if any {
+                insert_event(conn, &event)?;
+            }
+            Ok(any)
+        })
+        .await
+    }
+
+    async fn ca_revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+        self.read(|conn| {
+            let rows: Vec<(i64, i64, Option<u8>)> = conn
+                .prepare_cached(
+                    "SELECT serial, revoked_at, revocation_reason FROM ca_certificates WHERE revoked_at IS NOT NULL ORDER BY serial",
+                )
+                .and_then(|mut stmt| stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
+                .map_err(unavailable)?;
+            rows.into_iter()
+                .map(|(serial, revoked_at, reason)| Ok(Revocation { serial: from_i64(serial)?, revoked_at, reason }))
+                .collect()
+        })
+    }
+
+    async fn ca_next_crl_number(&self) -> Result<u64, StoreError> {
+        self.write(|conn| {
+            let n: i64 = conn
+                .query_row(
+                    "UPDATE ca_crl SET number = number + 1 WHERE id = 1 RETURNING number",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?;
+            from_i64(n)
+        })
+        .await
+    }
+
+    async fn ca_store_crl(&self, number: u64, der: &[u8], now: i64) -> Result<(), StoreError> {
+        let der = der.to_vec();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE ca_crl SET crl_der = ?1, crl_number = ?2, updated_at = ?3 WHERE id = 1 AND crl_number < ?2",
+                params![der, to_i64(number)?, now],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ca_crl(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        self.read(|conn| {
+            let row: Option<(i64, Option<Vec<u8>>)> = conn
+                .query_row(
+                    "SELECT crl_number, crl_der FROM ca_crl WHERE id = 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            match row {
+                Some((n, Some(der))) => Ok(Some((from_i64(n)?, der))),
+                _ => Ok(None),
+            }
+        })
     }
 }
 

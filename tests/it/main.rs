@@ -2,6 +2,7 @@
 //! SQLite, real CSRs from openssl, and real Puppet where it is installed.
 
 mod api;
+mod ca;
 mod cli;
 mod policy_exec;
 mod puppet;

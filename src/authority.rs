@@ -1,0 +1,841 @@
+//! The built-in Puppet CA's use cases: take certificate requests (deciding with the same
+//! pipeline as /validate), sign, revoke, clean, report statuses, keep the CRL current.
+//! Signing runs on the blocking pool so RSA never stalls the async workers.
+
+use std::fmt;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::digest;
+use serde::Serialize;
+
+use crate::app::{App, AppError};
+use crate::ca::crl::{build_crl, CrlReason, CrlSpec, RevokedEntry};
+use crate::ca::issue::{self, cert_info, LeafSpec};
+use crate::ca::signer::Signer;
+use crate::ca::PP_CLI_AUTH_OID;
+use crate::domain::certname::{Certname, CertnameError};
+use crate::domain::csr::{fingerprint, Csr, CsrExtension, GeneralName};
+use crate::domain::event::{Actor, NewEvent};
+use crate::domain::policy::PP_AUTH_ARC;
+use crate::pem;
+use crate::store::{CaCertificate, CaRequest, Store, StoreError};
+use crate::timefmt;
+
+const DAY: i64 = 86_400;
+const PP_REG_ARC: &str = "1.3.6.1.4.1.34380.1.1";
+const PP_PRIV_ARC: &str = "1.3.6.1.4.1.34380.1.2";
+
+/// How a CSR that arrives over the CA API gets signed without an operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AutosignMode {
+    /// The decision pipeline: build tokens and the allow-list.
+    Policy,
+    /// Never: every request waits for an operator.
+    Never,
+    /// Always (labs), still refusing alt names and authorization extensions.
+    Always,
+    /// An external executable under puppetserver's contract, with a timeout.
+    Exec(PathBuf),
+}
+
+impl std::str::FromStr for AutosignMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<AutosignMode, String> {
+        match s {
+            "policy" => Ok(AutosignMode::Policy),
+            "false" => Ok(AutosignMode::Never),
+            "true" => Ok(AutosignMode::Always),
+            _ => match s.strip_prefix("exec:") {
+                Some(path) if path.starts_with('/') => Ok(AutosignMode::Exec(PathBuf::from(path))),
+                _ => Err(format!(
+                    "autosign '{s}' is not policy, true, false or exec:/absolute/path"
+                )),
+            },
+        }
+    }
+}
+
+/// Settings of the CA, from `[ca]` in the config.
+#[derive(Debug, Clone)]
+pub struct CaSettings {
+    pub autosign: AutosignMode,
+    pub cert_ttl_seconds: i64,
+    pub crl_ttl_seconds: i64,
+    pub allow_duplicate_certs: bool,
+    pub allow_subject_alt_names: bool,
+    pub allow_authorization_extensions: bool,
+    pub exec_timeout: Duration,
+}
+
+/// Why a CA operation was refused; `http/errors.rs` maps these to puppetserver's codes.
+#[derive(Debug)]
+pub enum CaFailure {
+    /// 400: the request is invalid (puppetserver's wording where it has one).
+    Invalid(String),
+    /// 404
+    NotFound(String),
+    /// 409: the operation does not fit the certname's state.
+    Conflict(String),
+    Store(StoreError),
+    Internal(String),
+}
+
+impl fmt::Display for CaFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CaFailure::Invalid(m)
+            | CaFailure::NotFound(m)
+            | CaFailure::Conflict(m)
+            | CaFailure::Internal(m) => f.write_str(m),
+            CaFailure::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for CaFailure {}
+
+impl From<StoreError> for CaFailure {
+    fn from(e: StoreError) -> CaFailure {
+        CaFailure::Store(e)
+    }
+}
+
+impl From<AppError> for CaFailure {
+    fn from(e: AppError) -> CaFailure {
+        match e {
+            AppError::Store(e) => CaFailure::Store(e),
+            AppError::Invalid(m) => CaFailure::Invalid(m),
+            AppError::NotFound(m) => CaFailure::NotFound(m),
+            AppError::Internal(m) => CaFailure::Internal(m),
+        }
+    }
+}
+
+/// The status object of puppetserver's certificate_status API, field for field.
+#[derive(Debug, Clone, Serialize)]
+pub struct CertStatus {
+    pub name: String,
+    pub state: &'static str,
+    pub fingerprint: String,
+    pub fingerprints: Fingerprints,
+    pub dns_alt_names: Vec<String>,
+    pub subject_alt_names: Vec<String>,
+    pub authorization_extensions: serde_json::Map<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial_number: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    /// Ours: why autosigning left a request pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Fingerprints {
+    #[serde(rename = "SHA1")]
+    pub sha1: String,
+    #[serde(rename = "SHA256")]
+    pub sha256: String,
+    #[serde(rename = "SHA512")]
+    pub sha512: String,
+    pub default: String,
+}
+
+fn fingerprints(der: &[u8]) -> Fingerprints {
+    let sha256 = fingerprint(&digest::SHA256, der);
+    Fingerprints {
+        sha1: fingerprint(&digest::SHA1_FOR_LEGACY_USE_ONLY, der),
+        sha512: fingerprint(&digest::SHA512, der),
+        default: sha256.clone(),
+        sha256,
+    }
+}
+
+/// How a manual signing may go beyond what autosigning allows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SignOptions {
+    pub allow_alt_names: bool,
+    pub allow_authorization_extensions: bool,
+    pub ttl_seconds: Option<i64>,
+}
+
+pub struct Authority {
+    store: Arc<dyn Store>,
+    app: Arc<App>,
+    key: Arc<dyn Signer>,
+    /// DER, the signing certificate first.
+    bundle: Vec<Vec<u8>>,
+    bundle_pem: String,
+    pub settings: CaSettings,
+}
+
+impl Authority {
+    pub fn new(
+        app: Arc<App>,
+        key: Arc<dyn Signer>,
+        bundle: Vec<Vec<u8>>,
+        settings: CaSettings,
+    ) -> Authority {
+        let bundle_pem = bundle
+            .iter()
+            .map(|d| pem::encode("CERTIFICATE", d))
+            .collect();
+        Authority {
+            store: app.store.clone(),
+            app,
+            key,
+            bundle,
+            bundle_pem,
+            settings,
+        }
+    }
+
+    /// The CA bundle, PEM, signing certificate first.
+    pub fn bundle_pem(&self) -> &str {
+        &self.bundle_pem
+    }
+
+    pub fn signing_cert_der(&self) -> &[u8] {
+        self.bundle.first().map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// GET certificate/{name}: `ca` is the bundle.
+    pub async fn certificate_pem(&self, name: &str) -> Result<Option<String>, CaFailure> {
+        if name == "ca" {
+            return Ok(Some(self.bundle_pem.clone()));
+        }
+        Ok(self.store.ca_certificate(name).await?.map(|c| c.cert_pem))
+    }
+
+    pub async fn request_pem(&self, name: &str) -> Result<Option<String>, CaFailure> {
+        Ok(self.store.ca_request(name).await?.map(|r| r.csr_pem))
+    }
+
+    /// PUT certificate_request/{name}: validate as puppetserver does, refuse duplicates,
+    /// then let the autosign mode decide; what it does not sign stays pending with why.
+    pub async fn submit(&self, name: &str, body: &[u8], actor: &Actor) -> Result<(), CaFailure> {
+        let certname = Certname::parse(name).map_err(|e| match e {
+            CertnameError::UpperCase => {
+                CaFailure::Invalid("Certificate names must be lower case.".into())
+            }
+            other => CaFailure::Invalid(format!("Invalid certname '{name}': {other}")),
+        })?;
+        let csr = Csr::parse(body).map_err(|e| CaFailure::Invalid(e.to_string()))?;
+        let cns = csr.subject_common_names();
+        let cn = cns.first().map(String::as_str).unwrap_or("");
+        if cn != certname.as_str() {
+            return Err(CaFailure::Invalid(format!(
+                "Instance name \"{cn}\" does not match requested key \"{certname}\""
+            )));
+        }
+        csr.verify_signature().map_err(|_| {
+            CaFailure::Invalid(
+                "CSR contains a public key that does not correspond to the signing key".into(),
+            )
+        })?;
+        self.refuse_duplicate(&certname).await?;
+
+        let now = timefmt::now();
+        let (approved, reason, message) = match &self.settings.autosign {
+            AutosignMode::Never => (false, None, None),
+            AutosignMode::Policy => {
+                let decision = self
+                    .app
+                    .decide(body, Some(certname.as_str()), actor)
+                    .await?;
+                (
+                    decision.approved(),
+                    Some(decision.reason.code().to_string()),
+                    Some(decision.message),
+                )
+            }
+            AutosignMode::Always => match self.puppetserver_autosign_checks(&csr) {
+                Ok(()) => (true, None, None),
+                Err(m) => (false, Some("not_autosignable".to_string()), Some(m)),
+            },
+            AutosignMode::Exec(path) => {
+                let verdict = run_policy_executable(
+                    path,
+                    certname.as_str(),
+                    body,
+                    self.settings.exec_timeout,
+                )
+                .await;
+                match verdict.and_then(|()| self.puppetserver_autosign_checks(&csr)) {
+                    Ok(()) => (true, None, None),
+                    Err(m) => (false, Some("policy_executable".to_string()), Some(m)),
+                }
+            }
+        };
+        if approved {
+            let options = SignOptions {
+                allow_alt_names: true,
+                allow_authorization_extensions: false,
+                ttl_seconds: None,
+            };
+            self.issue(&certname, &csr, options, actor, "autosigned")
+                .await?;
+            return Ok(());
+        }
+        let request = CaRequest {
+            certname: certname.to_string(),
+            csr_pem: csr.to_pem(),
+            fingerprint: csr.fingerprint_sha256(),
+            received_at: now,
+            reason,
+            message,
+        };
+        let event = NewEvent::new(now, "certificate_requested", actor)
+            .certname(certname.as_str())
+            .message("certificate request stored, pending");
+        if !self.store.ca_add_request(&request, event).await? {
+            return Err(CaFailure::Invalid(format!(
+                "{certname} already has a requested certificate; ignoring certificate request"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn refuse_duplicate(&self, certname: &Certname) -> Result<(), CaFailure> {
+        if self.settings.allow_duplicate_certs {
+            self.store
+                .ca_delete_request(certname.as_str(), None)
+                .await?;
+            return Ok(());
+        }
+        let state = if let Some(cert) = self.store.ca_certificate(certname.as_str()).await? {
+            Some(if cert.revoked_at.is_some() {
+                "revoked"
+            } else {
+                "signed"
+            })
+        } else if self.store.ca_request(certname.as_str()).await?.is_some() {
+            Some("requested")
+        } else {
+            None
+        };
+        match state {
+            Some(state) => Err(CaFailure::Invalid(format!(
+                "{certname} already has a {state} certificate; ignoring certificate request"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// What puppetserver checks before autosigning with `true` or an executable.
+    fn puppetserver_autosign_checks(&self, csr: &Csr) -> Result<(), String> {
+        let cn = csr
+            .subject_common_names()
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let extra = extra_alt_names(csr, &cn).map_err(|e| e.to_string())?;
+        if !extra.is_empty() && !self.settings.allow_subject_alt_names {
+            return Err(format!(
+                "CSR '{cn}' contains subject alternative names ({}), which are disallowed.",
+                extra.join(", ")
+            ));
+        }
+        if csr.extensions().iter().any(|e| in_arc(&e.oid, PP_AUTH_ARC)) {
+            return Err(format!(
+                "CSR '{cn}' contains an authorization extension, which is disallowed."
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sign the pending request of `name` (an operator's decision).
+    pub async fn sign(
+        &self,
+        name: &str,
+        options: SignOptions,
+        actor: &Actor,
+    ) -> Result<CaCertificate, CaFailure> {
+        let Some(request) = self.store.ca_request(name).await? else {
+            return Err(CaFailure::Conflict(format!(
+                "Cannot sign certificate for host {name} without a certificate request"
+            )));
+        };
+        let certname = Certname::parse(name).map_err(|e| CaFailure::Invalid(e.to_string()))?;
+        let csr = Csr::parse(request.csr_pem.as_bytes())
+            .map_err(|e| CaFailure::Conflict(e.to_string()))?;
+        let extra = extra_alt_names(&csr, name).map_err(CaFailure::Conflict)?;
+        if !(extra.is_empty() || options.allow_alt_names || self.settings.allow_subject_alt_names) {
+            return Err(CaFailure::Conflict(format!(
+                "CSR '{name}' contains subject alternative names ({}), which are disallowed. \
+                 To sign it, allow alt names (autosign-proxy ca sign --allow-dns-alt-names, or allow_subject_alt_names in [ca]).",
+                extra.join(", ")
+            )));
+        }
+        let allow_auth =
+            options.allow_authorization_extensions || self.settings.allow_authorization_extensions;
+        if let Some(ext) = csr
+            .extensions()
+            .iter()
+            .find(|e| in_arc(&e.oid, PP_AUTH_ARC))
+        {
+            if !allow_auth || ext.oid == PP_CLI_AUTH_OID {
+                return Err(CaFailure::Conflict(format!(
+                    "CSR '{name}' contains an authorization extension ({}), which is disallowed.",
+                    ext.oid
+                )));
+            }
+        }
+        self.issue(&certname, &csr, options, actor, "signed by an operator")
+            .await
+    }
+
+    /// Issue the certificate, exactly as puppetserver does: serial from the store,
+    /// backdated one day, the CSR's DNS/IP names plus DNS:<certname>, and the requested
+    /// Puppet extensions (registered, private, and authorization ones when allowed).
+    async fn issue(
+        &self,
+        certname: &Certname,
+        csr: &Csr,
+        options: SignOptions,
+        actor: &Actor,
+        how: &str,
+    ) -> Result<CaCertificate, CaFailure> {
+        let names: Vec<GeneralName> = csr
+            .subject_alt_names()
+            .map_err(|e| CaFailure::Conflict(e.to_string()))?
+            .into_iter()
+            .filter(|n| matches!(n, GeneralName::Dns(_) | GeneralName::Ip(_)))
+            .filter(|n| {
+                options.allow_alt_names
+                    || matches!(n, GeneralName::Dns(d) if d.eq_ignore_ascii_case(certname.as_str()))
+            })
+            .collect();
+        let extensions: Vec<CsrExtension> = csr
+            .extensions()
+            .iter()
+            .filter(|e| {
+                in_arc(&e.oid, PP_REG_ARC)
+                    || in_arc(&e.oid, PP_PRIV_ARC)
+                    || (in_arc(&e.oid, PP_AUTH_ARC) && options.allow_authorization_extensions)
+            })
+            .cloned()
+            .collect();
+        let ttl = options
+            .ttl_seconds
+            .unwrap_or(self.settings.cert_ttl_seconds);
+        self.issue_for_key(
+            certname.as_str(),
+            csr.public_key_spki_der().to_vec(),
+            names,
+            extensions,
+            ttl,
+            actor,
+            how,
+        )
+        .await
+    }
+
+    /// A new certificate for the key, names and Puppet extensions of the certname's
+    /// current one (certificate_renewal).
+    pub async fn renew(&self, name: &str, actor: &Actor) -> Result<CaCertificate, CaFailure> {
+        let Some(current) = self.store.ca_certificate(name).await? else {
+            return Err(CaFailure::NotFound(format!(
+                "No certificate for {name} to renew"
+            )));
+        };
+        if current.revoked_at.is_some() {
+            return Err(CaFailure::Conflict(format!(
+                "The certificate of {name} is revoked; it cannot be renewed"
+            )));
+        }
+        let info = cert_info(current.cert_pem.as_bytes())
+            .map_err(|e| CaFailure::Internal(e.to_string()))?;
+        let extensions: Vec<CsrExtension> = info
+            .extensions
+            .into_iter()
+            .filter(|e| {
+                in_arc(&e.oid, PP_REG_ARC)
+                    || in_arc(&e.oid, PP_PRIV_ARC)
+                    || in_arc(&e.oid, PP_AUTH_ARC)
+            })
+            .collect();
+        let ttl = self.settings.cert_ttl_seconds;
+        self.issue_for_key(
+            name,
+            info.spki_der,
+            info.subject_alt_names,
+            extensions,
+            ttl,
+            actor,
+            "renewed",
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn issue_for_key(
+        &self,
+        certname: &str,
+        spki: Vec<u8>,
+        names: Vec<GeneralName>,
+        extensions: Vec<CsrExtension>,
+        ttl: i64,
+        actor: &Actor,
+        how: &str,
+    ) -> Result<CaCertificate, CaFailure> {
+        let now = timefmt::now();
+        let serial = self.store.next_serial().await?;
+        let key = self.key.clone();
+        let ca_der = self.signing_cert_der().to_vec();
+        let cn = certname.to_string();
+        let der = tokio::task::spawn_blocking(move || {
+            let spec = LeafSpec {
+                common_name: &cn,
+                subject_spki_der: &spki,
+                serial,
+                not_before: now - DAY,
+                not_after: now + ttl,
+                subject_alt_names: &names,
+                extra_extensions: &extensions,
+            };
+            issue::issue_leaf(key.as_ref(), &ca_der, &spec)
+        })
+        .await
+        .map_err(|e| CaFailure::Internal(format!("signing task failed: {e}")))?
+        .map_err(|e| CaFailure::Internal(format!("signing failed: {e}")))?;
+        let cert = CaCertificate {
+            serial,
+            certname: certname.to_string(),
+            cert_pem: pem::encode("CERTIFICATE", &der),
+            fingerprint: fingerprint(&digest::SHA256, &der),
+            not_before: now - DAY,
+            not_after: now + ttl,
+            issued_at: now,
+            revoked_at: None,
+            revocation_reason: None,
+        };
+        let event = NewEvent::new(now, "certificate_signed", actor)
+            .certname(certname)
+            .message(format!("certificate serial {serial} issued ({how})"))
+            .details(serde_json::json!({ "serial": serial, "fingerprint": cert.fingerprint }));
+        self.store.ca_add_certificate(&cert, event).await?;
+        tracing::info!(certname = %certname, serial, actor = %actor.name, "certificate signed ({how})");
+        Ok(cert)
+    }
+
+    /// Revoke the certname's certificate (key compromise, as puppetserver records it)
+    /// and publish a new CRL at once.
+    pub async fn revoke(&self, name: &str, actor: &Actor) -> Result<u64, CaFailure> {
+        let now = timefmt::now();
+        let event = NewEvent::new(now, "certificate_revoked", actor)
+            .certname(name)
+            .message("certificate revoked");
+        let Some(serial) = self
+            .store
+            .ca_revoke(name, now, CrlReason::KeyCompromise.code(), event)
+            .await?
+        else {
+            return Err(CaFailure::Conflict(format!(
+                "Cannot revoke certificate for host {name} without a signed certificate"
+            )));
+        };
+        self.rebuild_crl().await?;
+        tracing::info!(certname = name, serial, actor = %actor.name, "certificate revoked");
+        Ok(serial)
+    }
+
+    /// Forget the certname's certificate and request (certificate_status DELETE: no
+    /// revocation). `false` when there was nothing.
+    pub async fn delete(&self, name: &str, actor: &Actor) -> Result<bool, CaFailure> {
+        let now = timefmt::now();
+        let event = NewEvent::new(now, "certificate_cleaned", actor)
+            .certname(name)
+            .message("certificate and request removed");
+        Ok(self.store.ca_clean(name, now, event).await?)
+    }
+
+    /// Revoke (if signed and not yet revoked), then delete: `puppetserver ca clean`.
+    pub async fn clean(&self, name: &str, actor: &Actor) -> Result<bool, CaFailure> {
+        if let Some(cert) = self.store.ca_certificate(name).await? {
+            if cert.revoked_at.is_none() {
+                self.revoke(name, actor).await?;
+            }
+        }
+        self.delete(name, actor).await
+    }
+
+    pub async fn status(&self, name: &str) -> Result<Option<CertStatus>, CaFailure> {
+        if let Some(cert) = self.store.ca_certificate(name).await? {
+            return cert_status(&cert).map(Some);
+        }
+        match self.store.ca_request(name).await? {
+            Some(request) => request_status(&request).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every request and current certificate, optionally of one state.
+    pub async fn statuses(&self, state: Option<&str>) -> Result<Vec<CertStatus>, CaFailure> {
+        let mut out = Vec::new();
+        if state.is_none() || state == Some("requested") {
+            for request in self.store.ca_requests().await? {
+                out.push(request_status(&request)?);
+            }
+        }
+        if state != Some("requested") {
+            for cert in self.store.ca_certificates().await? {
+                let status = cert_status(&cert)?;
+                if state.is_none() || state == Some(status.state) {
+                    out.push(status);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The CRL chain, PEM: ours (built now if there is none yet), then any parents'.
+    pub async fn crl_pem(&self) -> Result<String, CaFailure> {
+        let der = match self.store.ca_crl().await? {
+            Some((_, der)) => der,
+            None => self.rebuild_crl().await?,
+        };
+        Ok(pem::encode("X509 CRL", &der))
+    }
+
+    /// Build and store a new CRL from every revocation, with the next CRL number.
+    pub async fn rebuild_crl(&self) -> Result<Vec<u8>, CaFailure> {
+        let number = self.store.ca_next_crl_number().await?;
+        let revoked: Vec<RevokedEntry> = self
+            .store
+            .ca_revocations()
+            .await?
+            .into_iter()
+            .map(|r| RevokedEntry {
+                serial: r
+                    .serial
+                    .to_be_bytes()
+                    .iter()
+                    .copied()
+                    .skip_while(|b| *b == 0)
+                    .collect(),
+                revoked_at: r.revoked_at,
+                reason: r.reason.and_then(CrlReason::from_code),
+            })
+            .collect();
+        let now = timefmt::now();
+        let next_update = now + self.settings.crl_ttl_seconds;
+        let key = self.key.clone();
+        let ca_der = self.signing_cert_der().to_vec();
+        let started = Instant::now();
+        let der = tokio::task::spawn_blocking(move || {
+            let spec = CrlSpec {
+                number,
+                this_update: now - 60,
+                next_update,
+                revoked: &revoked,
+            };
+            build_crl(key.as_ref(), &ca_der, &spec)
+        })
+        .await
+        .map_err(|e| CaFailure::Internal(format!("CRL task failed: {e}")))?
+        .map_err(|e| CaFailure::Internal(format!("CRL signing failed: {e}")))?;
+        self.store.ca_store_crl(number, &der, now).await?;
+        tracing::info!(
+            number,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "CRL published"
+        );
+        Ok(der)
+    }
+
+    /// `{"ca-certs": {CN: notAfter}, "crls": {issuer CN: nextUpdate}}`
+    pub async fn expirations(&self) -> Result<serde_json::Value, CaFailure> {
+        let mut certs = serde_json::Map::new();
+        for der in &self.bundle {
+            let info = cert_info(der).map_err(|e| CaFailure::Internal(e.to_string()))?;
+            certs.insert(
+                info.common_name.unwrap_or_default(),
+                timefmt::puppet(info.not_after).into(),
+            );
+        }
+        let mut crls = serde_json::Map::new();
+        if let Some((_, der)) = self.store.ca_crl().await? {
+            let info =
+                crate::ca::crl::crl_info(&der).map_err(|e| CaFailure::Internal(e.to_string()))?;
+            if let Some(next) = info.next_update {
+                crls.insert(
+                    info.issuer_common_name.unwrap_or_default(),
+                    timefmt::puppet(next).into(),
+                );
+            }
+        }
+        Ok(serde_json::json!({ "ca-certs": certs, "crls": crls }))
+    }
+}
+
+fn in_arc(oid: &str, arc: &str) -> bool {
+    oid.strip_prefix(arc)
+        .is_some_and(|rest| rest.starts_with('.'))
+}
+
+/// The CSR's alt names beyond DNS:<certname>, as "DNS:x" / "IP:y"; anything but DNS and
+/// IP is an error.
+fn extra_alt_names(csr: &Csr, certname: &str) -> Result<Vec<String>, String> {
+    let mut extra = Vec::new();
+    for name in csr.subject_alt_names().map_err(|e| e.to_string())? {
+        match &name {
+            GeneralName::Dns(d) if d.eq_ignore_ascii_case(certname) => {}
+            GeneralName::Dns(_) | GeneralName::Ip(_) => extra.push(name.to_string()),
+            other => {
+                return Err(format!(
+                    "CSR '{certname}' requests {other}, which is never signed"
+                ))
+            }
+        }
+    }
+    Ok(extra)
+}
+
+fn names_of(sans: &[GeneralName]) -> (Vec<String>, Vec<String>) {
+    let dns: Vec<String> = sans
+        .iter()
+        .filter(|n| matches!(n, GeneralName::Dns(_)))
+        .map(ToString::to_string)
+        .collect();
+    let mut all: Vec<String> = sans
+        .iter()
+        .filter(|n| matches!(n, GeneralName::Ip(_)))
+        .map(ToString::to_string)
+        .collect();
+    all.extend(dns.iter().cloned());
+    (dns, all)
+}
+
+fn authorization_extensions(exts: &[CsrExtension]) -> serde_json::Map<String, serde_json::Value> {
+    exts.iter()
+        .filter(|e| in_arc(&e.oid, PP_AUTH_ARC))
+        .map(|e| {
+            let name = match e.oid.as_str() {
+                PP_CLI_AUTH_OID => "pp_cli_auth".to_string(),
+                "1.3.6.1.4.1.34380.1.3.1" => "pp_authorization".to_string(),
+                "1.3.6.1.4.1.34380.1.3.13" => "pp_auth_role".to_string(),
+                other => other.to_string(),
+            };
+            (name, e.string_value().unwrap_or_default().into())
+        })
+        .collect()
+}
+
+fn cert_status(cert: &CaCertificate) -> Result<CertStatus, CaFailure> {
+    let der = pem::decode_all(&cert.cert_pem)
+        .ok()
+        .and_then(|blocks| blocks.into_iter().next())
+        .map(|(_, der)| der)
+        .ok_or_else(|| {
+            CaFailure::Internal(format!(
+                "stored certificate of {} is unreadable",
+                cert.certname
+            ))
+        })?;
+    let info = cert_info(&der).map_err(|e| CaFailure::Internal(e.to_string()))?;
+    let (dns, all) = names_of(&info.subject_alt_names);
+    let fps = fingerprints(&der);
+    Ok(CertStatus {
+        name: cert.certname.clone(),
+        state: if cert.revoked_at.is_some() {
+            "revoked"
+        } else {
+            "signed"
+        },
+        fingerprint: fps.sha256.clone(),
+        fingerprints: fps,
+        dns_alt_names: dns,
+        subject_alt_names: all,
+        authorization_extensions: authorization_extensions(&info.extensions),
+        serial_number: Some(cert.serial),
+        not_before: Some(timefmt::puppet(cert.not_before)),
+        not_after: Some(timefmt::puppet(cert.not_after)),
+        pending_reason: None,
+    })
+}
+
+fn request_status(request: &CaRequest) -> Result<CertStatus, CaFailure> {
+    let csr =
+        Csr::parse(request.csr_pem.as_bytes()).map_err(|e| CaFailure::Internal(e.to_string()))?;
+    let sans = csr.subject_alt_names().unwrap_or_default();
+    let (dns, all) = names_of(&sans);
+    let fps = fingerprints(csr.der());
+    Ok(CertStatus {
+        name: request.certname.clone(),
+        state: "requested",
+        fingerprint: fps.sha256.clone(),
+        fingerprints: fps,
+        dns_alt_names: dns,
+        subject_alt_names: all,
+        authorization_extensions: authorization_extensions(csr.extensions()),
+        serial_number: None,
+        not_before: None,
+        not_after: None,
+        pending_reason: match (&request.reason, &request.message) {
+            (Some(r), Some(m)) => Some(format!("{r}: {m}")),
+            (Some(r), None) => Some(r.clone()),
+            _ => None,
+        },
+    })
+}
+
+/// puppetserver's policy-executable contract (argv[1] = certname, CSR on stdin, exit 0 =
+/// sign), but with a timeout: a hung executable is killed and the CSR stays pending.
+async fn run_policy_executable(
+    path: &std::path::Path,
+    certname: &str,
+    csr: &[u8],
+    timeout: Duration,
+) -> Result<(), String> {
+    let path = path.to_path_buf();
+    let certname = certname.to_string();
+    let csr = csr.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(&path)
+            .arg(&certname)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", path.display()))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(&csr);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(status)) => {
+                    let mut err = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                    }
+                    return Err(format!(
+                        "{} refused ({status}): {}",
+                        path.display(),
+                        err.trim()
+                    ));
+                }
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "{} did not answer within {timeout:?}",
+                        path.display()
+                    ));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
