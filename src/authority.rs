@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::app::{App, AppError};
 use crate::ca::crl::{build_crl, CrlReason, CrlSpec, RevokedEntry};
 use crate::ca::issue::{self, cert_info, LeafSpec};
-use crate::ca::signer::Signer;
+use crate::ca::signer::{KeyAlgorithm, Signer, SoftwareKey};
 use crate::ca::PP_CLI_AUTH_OID;
 use crate::domain::certname::{Certname, CertnameError};
 use crate::domain::csr::{fingerprint, Csr, CsrExtension, GeneralName};
@@ -474,6 +474,40 @@ impl Authority {
         .await
     }
 
+    /// Key and certificate for a service that cannot talk to the CA itself (PuppetDB, a
+    /// console): the key is made here and returned PEM, never stored by the CA.
+    pub async fn generate(
+        &self,
+        name: &str,
+        alt_names: Vec<GeneralName>,
+        algorithm: KeyAlgorithm,
+        actor: &Actor,
+    ) -> Result<(String, CaCertificate), CaFailure> {
+        let certname = Certname::parse(name)
+            .map_err(|e| CaFailure::Invalid(format!("certname '{name}': {e}")))?;
+        self.refuse_duplicate(&certname).await?;
+        let key = tokio::task::spawn_blocking(move || SoftwareKey::generate(algorithm))
+            .await
+            .map_err(|e| CaFailure::Internal(e.to_string()))?
+            .map_err(|e| CaFailure::Internal(e.to_string()))?;
+        let key_pem = key
+            .to_pkcs8_pem()
+            .map_err(|e| CaFailure::Internal(e.to_string()))?;
+        let ttl = self.settings.cert_ttl_seconds;
+        let cert = self
+            .issue_for_key(
+                name,
+                key.spki_der().to_vec(),
+                alt_names,
+                Vec::new(),
+                ttl,
+                actor,
+                "generated",
+            )
+            .await?;
+        Ok((key_pem, cert))
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn issue_for_key(
         &self,
@@ -699,16 +733,20 @@ fn extra_alt_names(csr: &Csr, certname: &str) -> Result<Vec<String>, String> {
 }
 
 fn names_of(sans: &[GeneralName]) -> (Vec<String>, Vec<String>) {
-    let dns: Vec<String> = sans
-        .iter()
-        .filter(|n| matches!(n, GeneralName::Dns(_)))
-        .map(ToString::to_string)
-        .collect();
-    let mut all: Vec<String> = sans
-        .iter()
-        .filter(|n| matches!(n, GeneralName::Ip(_)))
-        .map(ToString::to_string)
-        .collect();
+    let sorted = |ip: bool| {
+        let mut names: Vec<String> = sans
+            .iter()
+            .filter(|n| {
+                matches!(n, GeneralName::Ip(_)) == ip
+                    && matches!(n, GeneralName::Ip(_) | GeneralName::Dns(_))
+            })
+            .map(ToString::to_string)
+            .collect();
+        names.sort();
+        names
+    };
+    let dns = sorted(false);
+    let mut all = sorted(true);
     all.extend(dns.iter().cloned());
     (dns, all)
 }

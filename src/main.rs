@@ -8,11 +8,15 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use autosign_proxy::app::{App, AppError};
+use autosign_proxy::authority::{CaFailure, SignOptions};
+use autosign_proxy::ca::signer::KeyAlgorithm;
 use autosign_proxy::config::Config;
+use autosign_proxy::domain::csr::GeneralName;
 use autosign_proxy::domain::decision::Verdict;
 use autosign_proxy::domain::event::{Actor, EventFilter, EventRecord};
 use autosign_proxy::domain::token::{parse_ttl_minutes, AltName};
 use autosign_proxy::service;
+use autosign_proxy::state;
 use autosign_proxy::store::TokenSelector;
 use autosign_proxy::timefmt;
 
@@ -55,6 +59,59 @@ enum Command {
     Autosign(AutosignCommand),
     /// Recorded events, newest first.
     Events(EventsArgs),
+    /// The built-in Puppet CA.
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Pending requests (all certificates with --all): name, SHA-256 fingerprint, alt names.
+    List {
+        #[arg(long)]
+        all: bool,
+        /// One status object per line (puppetserver's certificate_status shape).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign pending requests.
+    Sign {
+        #[arg(long = "certname", required_unless_present = "all", num_args = 1..)]
+        certnames: Vec<String>,
+        /// Every pending request.
+        #[arg(long, conflicts_with = "certnames")]
+        all: bool,
+        /// Sign requests that carry subjectAltNames (a server's names; check them first).
+        #[arg(long)]
+        allow_dns_alt_names: bool,
+        /// Sign requests that carry authorization extensions (never pp_cli_auth).
+        #[arg(long)]
+        allow_authorization_extensions: bool,
+    },
+    /// Revoke certificates; the new CRL is served at once.
+    Revoke {
+        #[arg(long = "certname", required = true, num_args = 1..)]
+        certnames: Vec<String>,
+    },
+    /// Revoke and forget certificates and requests.
+    Clean {
+        #[arg(long = "certname", required = true, num_args = 1..)]
+        certnames: Vec<String>,
+    },
+    /// A key and certificate for a service that cannot ask the CA itself.
+    Generate {
+        #[arg(long)]
+        certname: String,
+        /// Comma-separated extra names: puppetdb,db.example.com,IP:10.0.0.5
+        #[arg(long, value_delimiter = ',')]
+        dns_alt_names: Vec<String>,
+        /// rsa-4096 (default), rsa-2048, ec-p256, ec-p384.
+        #[arg(long, default_value = "rsa-4096")]
+        key_type: String,
+        /// Where to write <certname>.key.pem, <certname>.cert.pem and ca.pem.
+        #[arg(long, default_value = ".")]
+        out_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -190,6 +247,7 @@ async fn run(command: Command, mut config: Config) -> Result<(), String> {
         Command::Token(cmd) => token(&app, &actor, cmd).await,
         Command::Autosign(cmd) => autosign(&app, &actor, cmd).await,
         Command::Events(args) => events(&app, args).await,
+        Command::Ca(cmd) => ca(app, &actor, cmd).await,
     }
 }
 
@@ -466,4 +524,171 @@ fn event_line(e: &EventRecord) -> String {
             .map(|r| format!(", request {r}"))
             .unwrap_or_default()
     )
+}
+
+async fn ca(app: App, actor: &Actor, cmd: CaCommand) -> Result<(), String> {
+    let config = app.config.clone();
+    let store = app.store.clone();
+    let dir = state::initialize(&config, store.as_ref(), &mut |line| {
+        eprintln!("autosign-proxy: {line}")
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let authority = service::authority(&config, &dir, std::sync::Arc::new(app))?;
+    let fail = |e: CaFailure| e.to_string();
+    match cmd {
+        CaCommand::List { all, json } => {
+            let statuses = authority
+                .statuses(if all { None } else { Some("requested") })
+                .await
+                .map_err(fail)?;
+            if statuses.is_empty() && !json {
+                println!("No certificates to list");
+            }
+            let width = statuses.iter().map(|s| s.name.len() + 2).max().unwrap_or(0);
+            for st in statuses {
+                if json {
+                    println!("{}", to_json(&st)?);
+                    continue;
+                }
+                let mark = match st.state {
+                    "signed" => "+ ",
+                    "revoked" => "- ",
+                    _ => "  ",
+                };
+                let extra: Vec<String> = st
+                    .subject_alt_names
+                    .iter()
+                    .map(|n| format!("\"{n}\""))
+                    .collect();
+                let mut line = format!(
+                    "{mark}{:<width$} (SHA256) {}",
+                    format!("\"{}\"", st.name),
+                    st.fingerprint
+                );
+                if st.subject_alt_names.len() > 1
+                    || (st.subject_alt_names.len() == 1
+                        && st.dns_alt_names.first().map(String::as_str)
+                            != Some(&format!("DNS:{}", st.name)))
+                {
+                    line.push_str(&format!(" (alt names: {})", extra.join(", ")));
+                }
+                if let Some(reason) = &st.pending_reason {
+                    line.push_str(&format!(" [{reason}]"));
+                }
+                println!("{line}");
+            }
+            Ok(())
+        }
+        CaCommand::Sign {
+            certnames,
+            all,
+            allow_dns_alt_names,
+            allow_authorization_extensions,
+        } => {
+            let names = if all {
+                authority
+                    .statuses(Some("requested"))
+                    .await
+                    .map_err(fail)?
+                    .into_iter()
+                    .map(|s| s.name)
+                    .collect()
+            } else {
+                certnames
+            };
+            let options = SignOptions {
+                allow_alt_names: allow_dns_alt_names,
+                allow_authorization_extensions,
+                ttl_seconds: None,
+            };
+            let total = names.len();
+            let mut failed = 0;
+            for (i, name) in names.iter().enumerate() {
+                match authority.sign(name, options, actor).await {
+                    Ok(cert) => {
+                        println!("[{}/{total}] signed {name} (serial {})", i + 1, cert.serial)
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("[{}/{total}] not signed {name}: {e}", i + 1);
+                    }
+                }
+            }
+            if failed > 0 {
+                return Err(format!("{failed} of {total} requests were not signed"));
+            }
+            Ok(())
+        }
+        CaCommand::Revoke { certnames } => {
+            for name in certnames {
+                let serial = authority.revoke(&name, actor).await.map_err(fail)?;
+                println!("revoked {name} (serial {serial})");
+            }
+            Ok(())
+        }
+        CaCommand::Clean { certnames } => {
+            for name in certnames {
+                if authority.clean(&name, actor).await.map_err(fail)? {
+                    println!("cleaned {name}");
+                } else {
+                    return Err(format!("{name} has no certificate or request"));
+                }
+            }
+            Ok(())
+        }
+        CaCommand::Generate {
+            certname,
+            dns_alt_names,
+            key_type,
+            out_dir,
+        } => {
+            let algorithm: KeyAlgorithm =
+                key_type.parse().map_err(|e| format!("--key-type: {e}"))?;
+            let mut names = Vec::new();
+            for n in dns_alt_names.iter().filter(|n| !n.is_empty()) {
+                names.push(match AltName::parse(n).map_err(|e| e.to_string())? {
+                    AltName::Dns(d) => GeneralName::Dns(d),
+                    AltName::Ip(ip) => GeneralName::Ip(ip),
+                });
+            }
+            let (key_pem, cert) = authority
+                .generate(&certname, names, algorithm, actor)
+                .await
+                .map_err(fail)?;
+            std::fs::create_dir_all(&out_dir)
+                .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+            let key_path = out_dir.join(format!("{certname}.key.pem"));
+            write_new(&key_path, key_pem.as_bytes(), 0o600)?;
+            write_new(
+                &out_dir.join(format!("{certname}.cert.pem")),
+                cert.cert_pem.as_bytes(),
+                0o644,
+            )?;
+            std::fs::write(out_dir.join("ca.pem"), authority.bundle_pem())
+                .map_err(|e| e.to_string())?;
+            println!(
+                "generated {certname} (serial {}): {} (key, mode 0600), {}, {}",
+                cert.serial,
+                key_path.display(),
+                out_dir.join(format!("{certname}.cert.pem")).display(),
+                out_dir.join("ca.pem").display()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Create a file that must not exist yet, with its mode from the start.
+fn write_new(path: &std::path::Path, contents: &[u8], mode: u32) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.write_all(contents)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

@@ -169,3 +169,447 @@ fn under_autosign_false_an_operator_signs_and_alt_names_are_gated() {
     assert!(!ok && out.contains("revoked"), "{out}");
     assert_eq!(status(&mut c, "manual.example.com")["state"], "revoked");
 }
+
+/// An ssldir for `puppetserver ca`, holding the service's local admin client certificate.
+fn admin_ssldir(svc: &Service, dir: &std::path::Path) -> std::path::PathBuf {
+    let ssl = dir.join("ssl");
+    std::fs::create_dir_all(ssl.join("certs")).unwrap();
+    std::fs::create_dir_all(ssl.join("private_keys")).unwrap();
+    std::fs::copy(svc.dir.ca_bundle(), ssl.join("certs/ca.pem")).unwrap();
+    std::fs::copy(
+        svc.dir.client_cert(),
+        ssl.join("certs/autosign-proxy-local-client.pem"),
+    )
+    .unwrap();
+    std::fs::copy(
+        svc.dir.client_key(),
+        ssl.join("private_keys/autosign-proxy-local-client.pem"),
+    )
+    .unwrap();
+    let crl = svc
+        .client()
+        .request(
+            "GET",
+            "/puppet-ca/v1/certificate_revocation_list/ca",
+            &[],
+            b"",
+        )
+        .unwrap();
+    std::fs::write(ssl.join("crl.pem"), &crl.body).unwrap();
+    ssl
+}
+
+fn submit(c: &mut autosign_policy::Connection, name: &str, csr: &[u8]) {
+    let resp = c
+        .request(
+            "PUT",
+            &format!("/puppet-ca/v1/certificate_request/{name}"),
+            &[("Content-Type", "text/plain")],
+            csr,
+        )
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}
+
+#[test]
+fn debians_puppetserver_ca_cli_drives_our_ca() {
+    if !puppet::require_puppet("debians_puppetserver_ca_cli_drives_our_ca") {
+        return;
+    }
+    let svc = Service::start_with("ca-cli", |c| c.ca.autosign = "false".into());
+    let dir = temp_dir("ca-cli");
+    let ssl = admin_ssldir(&svc, &dir);
+    let mut c = svc.client();
+    for name in ["one.example.com", "two.example.com"] {
+        submit(&mut c, name, &openssl_csr(&CsrOpts::new(name)));
+    }
+    let cli = |args: &[&str]| {
+        puppet::puppetserver_ca(&dir, svc.port, &ssl, "autosign-proxy-local-client", args)
+    };
+
+    let (ok, out) = cli(&["list"]);
+    assert!(
+        ok && out.contains("one.example.com") && out.contains("two.example.com"),
+        "{out}"
+    );
+    let (ok, out) = cli(&["sign", "--certname", "one.example.com"]);
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&["sign", "--all"]);
+    assert!(ok, "{out}");
+    assert_eq!(status(&mut c, "two.example.com")["state"], "signed");
+    let (ok, out) = cli(&["list", "--all"]);
+    assert!(ok && out.contains("one.example.com"), "{out}");
+    let (ok, out) = cli(&["revoke", "--certname", "one.example.com"]);
+    assert!(ok, "{out}");
+    assert_eq!(status(&mut c, "one.example.com")["state"], "revoked");
+    let (ok, out) = cli(&["clean", "--certname", "two.example.com"]);
+    assert!(ok, "{out}");
+    let resp = c
+        .request(
+            "GET",
+            "/puppet-ca/v1/certificate_status/two.example.com",
+            &[],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(resp.status, 404);
+    // clean revoked it first: its serial is on the CRL.
+    let crl = c
+        .request(
+            "GET",
+            "/puppet-ca/v1/certificate_revocation_list/ca",
+            &[],
+            b"",
+        )
+        .unwrap();
+    let info = autosign_proxy::ca::crl::crl_info(&crl.body).unwrap();
+    assert_eq!(info.revoked.len(), 2);
+}
+
+fn proxy(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(proxy_bin())
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("AUTOSIGN_PROXY_CONFIG")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_operator_cli_lists_signs_revokes_cleans_and_generates() {
+    let svc = Service::start_with("ca-ops", |c| c.ca.autosign = "false".into());
+    let mut c = svc.client();
+    submit(
+        &mut c,
+        "plain.example.com",
+        &openssl_csr(&CsrOpts::new("plain.example.com")),
+    );
+    let alts = openssl_csr(
+        &CsrOpts::new("server.example.com")
+            .ext(&["subjectAltName = DNS:puppet,DNS:server.example.com"]),
+    );
+    submit(&mut c, "server.example.com", &alts);
+    let data = svc.dir.root.clone();
+
+    let out = proxy(&data, &["ca", "list"]);
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        listing.contains("\"plain.example.com\"") && listing.contains("(SHA256)"),
+        "{listing}"
+    );
+    assert!(listing.contains("alt names: \"DNS:puppet\""), "{listing}");
+
+    let out = proxy(&data, &["ca", "sign", "--certname", "server.example.com"]);
+    assert!(
+        !out.status.success(),
+        "alt names need --allow-dns-alt-names"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DNS:puppet"));
+    let out = proxy(&data, &["ca", "sign", "--all", "--allow-dns-alt-names"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[2/2]"));
+    let st = status(&mut c, "server.example.com");
+    assert_eq!(
+        st["dns_alt_names"],
+        serde_json::json!(["DNS:puppet", "DNS:server.example.com"])
+    );
+
+    let out = proxy(&data, &["ca", "list", "--all", "--json"]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines.iter().all(|l| l["state"] == "signed"));
+
+    let out = proxy(&data, &["ca", "revoke", "--certname", "plain.example.com"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = proxy(&data, &["ca", "revoke", "--certname", "nobody.example.com"]);
+    assert!(!out.status.success());
+    // The running service serves the CRL the CLI published.
+    let crl = c
+        .request(
+            "GET",
+            "/puppet-ca/v1/certificate_revocation_list/ca",
+            &[],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(
+        autosign_proxy::ca::crl::crl_info(&crl.body)
+            .unwrap()
+            .revoked
+            .len(),
+        1
+    );
+
+    let out_dir = temp_dir("generated");
+    let out = proxy(
+        &data,
+        &[
+            "ca",
+            "generate",
+            "--certname",
+            "puppetdb.example.com",
+            "--dns-alt-names",
+            "puppetdb,IP:10.0.0.5",
+            "--key-type",
+            "ec-p256",
+            "--out-dir",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(out_dir.join("puppetdb.example.com.key.pem"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let verify = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(out_dir.join("ca.pem"))
+        .arg(out_dir.join("puppetdb.example.com.cert.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    let st = status(&mut c, "puppetdb.example.com");
+    assert_eq!(
+        st["subject_alt_names"],
+        serde_json::json!(["IP:10.0.0.5", "DNS:puppetdb", "DNS:puppetdb.example.com"])
+    );
+
+    let out = proxy(
+        &data,
+        &["ca", "clean", "--certname", "puppetdb.example.com"],
+    );
+    assert!(out.status.success());
+    let resp = c
+        .request(
+            "GET",
+            "/puppet-ca/v1/certificate/puppetdb.example.com",
+            &[],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(resp.status, 404);
+}
+
+#[test]
+fn ca_api_error_paths_follow_puppetserver() {
+    let svc = Service::start_with("ca-errors", |c| c.ca.autosign = "false".into());
+    let mut c = svc.client();
+    let mut anon = svc.client_with(None);
+    let csr = openssl_csr(&CsrOpts::new("dup.example.com"));
+    submit(&mut anon, "dup.example.com", &csr);
+    let put = |c: &mut autosign_policy::Connection, name: &str, body: &[u8]| {
+        c.request(
+            "PUT",
+            &format!("/puppet-ca/v1/certificate_request/{name}"),
+            &[("Content-Type", "text/plain")],
+            body,
+        )
+        .unwrap()
+    };
+    let dup = put(&mut anon, "dup.example.com", &csr);
+    assert_eq!(dup.status, 400);
+    assert_eq!(
+        dup.text(),
+        "dup.example.com already has a requested certificate; ignoring certificate request"
+    );
+    assert!(dup.header("X-Puppet-Version").is_some());
+    let mismatch = put(&mut anon, "other.example.com", &csr);
+    assert_eq!(
+        (mismatch.status, mismatch.text()),
+        (
+            400,
+            "Instance name \"dup.example.com\" does not match requested key \"other.example.com\""
+                .to_string()
+        )
+    );
+    let upper = put(&mut anon, "Upper.example.com", &csr);
+    assert_eq!(
+        (upper.status, upper.text()),
+        (400, "Certificate names must be lower case.".to_string())
+    );
+    assert_eq!(
+        put(&mut anon, "garbage.example.com", b"garbage").status,
+        400
+    );
+
+    // Admin endpoints refuse clients without pp_cli_auth.
+    for (m, p) in [
+        ("GET", "/puppet-ca/v1/certificate_status/dup.example.com"),
+        ("GET", "/puppet-ca/v1/certificate_statuses/any"),
+        (
+            "DELETE",
+            "/puppet-ca/v1/certificate_request/dup.example.com",
+        ),
+    ] {
+        assert_eq!(anon.request(m, p, &[], b"").unwrap().status, 403, "{m} {p}");
+    }
+    let path = "/puppet-ca/v1/certificate_status/dup.example.com";
+    let json_ct = [("Content-Type", "application/json")];
+    assert_eq!(c.request("PUT", path, &json_ct, b"").unwrap().status, 400);
+    assert_eq!(
+        c.request("PUT", path, &json_ct, b"{nope").unwrap().text(),
+        "Request body is not JSON."
+    );
+    assert_eq!(
+        c.request("PUT", path, &json_ct, br#"{"desired_state":"maybe"}"#)
+            .unwrap()
+            .status,
+        400
+    );
+    assert_eq!(
+        c.request(
+            "PUT",
+            path,
+            &json_ct,
+            br#"{"desired_state":"signed","cert_ttl":"long"}"#
+        )
+        .unwrap()
+        .status,
+        400
+    );
+    assert_eq!(
+        c.request(
+            "PUT",
+            path,
+            &[("Content-Type", "text/xml")],
+            br#"{"desired_state":"signed"}"#
+        )
+        .unwrap()
+        .status,
+        415
+    );
+    assert_eq!(
+        c.request("PUT", path, &json_ct, br#"{"desired_state":"revoked"}"#)
+            .unwrap()
+            .status,
+        409,
+        "revoke without a cert"
+    );
+    let nobody = "/puppet-ca/v1/certificate_status/nobody.example.com";
+    assert_eq!(
+        c.request("PUT", nobody, &json_ct, br#"{"desired_state":"signed"}"#)
+            .unwrap()
+            .status,
+        404
+    );
+    assert_eq!(
+        c.request(
+            "PUT",
+            path,
+            &json_ct,
+            br#"{"desired_state":"signed","cert_ttl":3600}"#
+        )
+        .unwrap()
+        .status,
+        204
+    );
+    let st = status(&mut c, "dup.example.com");
+    let (nb, na) = (
+        st["not_before"].as_str().unwrap(),
+        st["not_after"].as_str().unwrap(),
+    );
+    let span = autosign_proxy::timefmt::parse_rfc3339(na).unwrap()
+        - autosign_proxy::timefmt::parse_rfc3339(nb).unwrap();
+    assert_eq!(span, 86_400 + 3600, "backdated one day, cert_ttl honoured");
+    assert_eq!(
+        c.request("PUT", path, &json_ct, br#"{"desired_state":"revoked"}"#)
+            .unwrap()
+            .status,
+        204
+    );
+    assert_eq!(
+        c.request("PUT", path, &json_ct, br#"{"desired_state":"revoked"}"#)
+            .unwrap()
+            .status,
+        204,
+        "revoking twice is fine"
+    );
+    assert_eq!(
+        put(&mut anon, "dup.example.com", &csr).text(),
+        "dup.example.com already has a revoked certificate; ignoring certificate request"
+    );
+    assert_eq!(
+        c.request("GET", "/puppet-ca/v1/certificate_statuses/", &[], b"")
+            .unwrap()
+            .status,
+        400
+    );
+    let revoked = json(
+        &c.request(
+            "GET",
+            "/puppet-ca/v1/certificate_statuses/x?state=revoked",
+            &[],
+            b"",
+        )
+        .unwrap(),
+    );
+    assert_eq!(revoked.as_array().unwrap().len(), 1);
+
+    // If-Modified-Since on the CA certificate and the CRL.
+    let ca = anon
+        .request("GET", "/puppet-ca/v1/certificate/ca", &[], b"")
+        .unwrap();
+    let modified = ca.header("Last-Modified").unwrap().to_string();
+    let again = anon
+        .request(
+            "GET",
+            "/puppet-ca/v1/certificate/ca",
+            &[("If-Modified-Since", &modified)],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(again.status, 304);
+    let crl = anon
+        .request(
+            "GET",
+            "/puppet-ca/v1/certificate_revocation_list/ca",
+            &[],
+            b"",
+        )
+        .unwrap();
+    let modified = crl.header("Last-Modified").unwrap().to_string();
+    let again = anon
+        .request(
+            "GET",
+            "/puppet-ca/v1/certificate_revocation_list/ca",
+            &[("If-Modified-Since", &modified)],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(again.status, 304);
+    assert_eq!(
+        anon.request("GET", "/status/v1/simple/ca", &[], b"")
+            .unwrap()
+            .text(),
+        "running"
+    );
+    let services = json(
+        &anon
+            .request("GET", "/status/v1/services", &[], b"")
+            .unwrap(),
+    );
+    assert_eq!(services["ca"]["service_version"], "8.4.0");
+}
