@@ -629,13 +629,21 @@ impl Authority {
         Ok(out)
     }
 
-    /// The CRL chain, PEM: ours (built now if there is none yet), then any parents'.
+    /// The newest CRL and its number, built now if there is none yet.
+    pub async fn crl_der(&self) -> Result<(u64, Vec<u8>), CaFailure> {
+        if let Some(crl) = self.store.ca_crl().await? {
+            return Ok(crl);
+        }
+        self.rebuild_crl().await?;
+        self.store
+            .ca_crl()
+            .await?
+            .ok_or_else(|| CaFailure::Internal("the CRL just built is not in the store".into()))
+    }
+
+    /// The CRL chain, PEM: ours, then any parents'.
     pub async fn crl_pem(&self) -> Result<String, CaFailure> {
-        let der = match self.store.ca_crl().await? {
-            Some((_, der)) => der,
-            None => self.rebuild_crl().await?,
-        };
-        Ok(pem::encode("X509 CRL", &der))
+        Ok(pem::encode("X509 CRL", &self.crl_der().await?.1))
     }
 
     /// Build and store a new CRL from every revocation, with the next CRL number.

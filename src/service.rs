@@ -9,6 +9,7 @@ use crate::app::App;
 use crate::authority::{Authority, AutosignMode, CaSettings};
 use crate::ca::signer::SoftwareKey;
 use crate::config::Config;
+use crate::http::tls::ClientVerifier;
 use crate::http::{self, HttpState, RunningServer};
 use crate::state::{self, DataDir};
 use crate::store::sqlite::SqliteStore;
@@ -78,10 +79,34 @@ pub async fn start(
         listener,
         workers,
     )?;
+    // The CRL the server checks client certificates against follows the store: a
+    // revocation by this process, the CLI or another replica applies within a second.
+    let crl = authority.crl_der().await.map_err(|e| e.to_string())?;
+    server.verifier.set_crls(vec![crl.1])?;
+    actix_web::rt::spawn(follow_crl(
+        app.store.clone(),
+        server.verifier.clone(),
+        crl.0,
+    ));
     Ok(Started {
         server,
         dir,
         app,
         authority,
     })
+}
+
+async fn follow_crl(store: Arc<dyn Store>, verifier: Arc<ClientVerifier>, mut number: u64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        match store.ca_crl().await {
+            Ok(Some((n, der))) if n != number => match verifier.set_crls(vec![der]) {
+                Ok(()) => number = n,
+                Err(e) => tracing::error!(error = %e, "cannot load CRL {n} into the TLS verifier"),
+            },
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the CRL"),
+        }
+    }
 }

@@ -109,6 +109,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
 /// A running HTTPS server.
 pub struct RunningServer {
     pub port: u16,
+    /// Replace the CRLs client certificates are checked against.
+    pub verifier: Arc<tls::ClientVerifier>,
     pub address: std::net::SocketAddr,
     pub handle: ServerHandle,
     pub server: actix_web::dev::Server,
@@ -121,7 +123,7 @@ pub fn start(
     listener: TcpListener,
     workers: usize,
 ) -> Result<RunningServer, String> {
-    let config = tls::server_config(material)?;
+    let (config, verifier) = tls::server_config(material)?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
     let port = address.port();
     let state = web::Data::new(state);
@@ -152,6 +154,7 @@ pub fn start(
     .run();
     Ok(RunningServer {
         port,
+        verifier,
         address,
         handle: server.handle(),
         server,

@@ -5,9 +5,17 @@ use std::any::Any;
 use std::sync::Arc;
 
 use actix_web::dev::Extensions;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::sync::RwLock;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime,
+};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+};
 
 use crate::ca::issue::cert_info;
 use crate::ca::signer::SoftwareKey;
@@ -22,7 +30,121 @@ pub struct ClientIdentity {
     pub cli_auth: bool,
 }
 
-pub fn server_config(material: &TlsMaterial) -> Result<ServerConfig, String> {
+/// The client verifier, with CRLs that can be replaced while the server runs: a revoked
+/// agent or admin certificate is refused from the next handshake on.
+#[derive(Debug)]
+pub struct ClientVerifier {
+    roots: Arc<RootCertStore>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    hints: Vec<DistinguishedName>,
+    inner: RwLock<Arc<dyn ClientCertVerifier>>,
+}
+
+impl ClientVerifier {
+    fn new(
+        roots: RootCertStore,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> Result<ClientVerifier, String> {
+        let roots = Arc::new(roots);
+        let hints = roots.subjects();
+        let inner = build_verifier(&roots, &provider, Vec::new())?;
+        Ok(ClientVerifier {
+            roots,
+            provider,
+            hints,
+            inner: RwLock::new(inner),
+        })
+    }
+
+    /// Check client certificates against these CRLs (DER) from now on. Certificates
+    /// of CAs that have no CRL here (a configured client CA) are not revocation-checked.
+    pub fn set_crls(&self, crls: Vec<Vec<u8>>) -> Result<(), String> {
+        let crls = crls
+            .into_iter()
+            .map(CertificateRevocationListDer::from)
+            .collect();
+        let verifier = build_verifier(&self.roots, &self.provider, crls)?;
+        match self.inner.write() {
+            Ok(mut inner) => {
+                *inner = verifier;
+                Ok(())
+            }
+            Err(_) => Err("client verifier lock poisoned".into()),
+        }
+    }
+
+    fn current(&self) -> Result<Arc<dyn ClientCertVerifier>, rustls::Error> {
+        self.inner
+            .read()
+            .map(|v| v.clone())
+            .map_err(|_| rustls::Error::General("client verifier lock poisoned".into()))
+    }
+}
+
+fn build_verifier(
+    roots: &Arc<RootCertStore>,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> Result<Arc<dyn ClientCertVerifier>, String> {
+    WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+        .with_crls(crls)
+        .allow_unknown_revocation_status()
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| format!("client verifier: {e}"))
+}
+
+impl ClientCertVerifier for ClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.current()?
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current()?.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current()?.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current()
+            .map(|v| v.supported_verify_schemes())
+            .unwrap_or_default()
+    }
+}
+
+pub fn server_config(
+    material: &TlsMaterial,
+) -> Result<(ServerConfig, Arc<ClientVerifier>), String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = RootCertStore::empty();
     for der in &material.client_roots {
@@ -30,10 +152,7 @@ pub fn server_config(material: &TlsMaterial) -> Result<ServerConfig, String> {
             .add(CertificateDer::from(der.clone()))
             .map_err(|e| format!("client CA certificate: {e}"))?;
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| format!("client verifier: {e}"))?;
+    let verifier = Arc::new(ClientVerifier::new(roots, provider.clone())?);
     let chain: Vec<CertificateDer<'static>> = material
         .server_chain
         .iter()
@@ -43,11 +162,11 @@ pub fn server_config(material: &TlsMaterial) -> Result<ServerConfig, String> {
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(verifier.clone())
         .with_single_cert(chain, key)
         .map_err(|e| format!("service certificate and key: {e}"))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    Ok((config, verifier))
 }
 
 /// Any key format puppet or openssl writes (PKCS#8, PKCS#1, SEC1), as PKCS#8 for rustls.

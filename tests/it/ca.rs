@@ -145,6 +145,17 @@ fn under_autosign_false_an_operator_signs_and_alt_names_are_gated() {
     let (ok, out) = openssl_verify(&second.ssldir, "manual.example.com");
     assert!(ok, "{out}");
 
+    // The agent's own certificate opens verified connections until it is revoked.
+    let agent_cert = Some((
+        second.ssldir.join("certs/manual.example.com.pem"),
+        second.ssldir.join("private_keys/manual.example.com.pem"),
+    ));
+    let mut as_agent = svc.client_with(agent_cert.clone());
+    let resp = as_agent
+        .request("GET", "/puppet-ca/v1/expirations", &[], b"")
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+
     // Revocation: the CRL names the certificate and openssl refuses it.
     let resp = c
         .request(
@@ -168,6 +179,24 @@ fn under_autosign_false_an_operator_signs_and_alt_names_are_gated() {
     let (ok, out) = openssl_verify(&second.ssldir, "manual.example.com");
     assert!(!ok && out.contains("revoked"), "{out}");
     assert_eq!(status(&mut c, "manual.example.com")["state"], "revoked");
+    // The server follows the CRL: the revoked certificate no longer gets through TLS.
+    std::thread::sleep(Duration::from_millis(1500));
+    let files = autosign_policy::TlsFiles {
+        ca_file: svc.dir.ca_bundle(),
+        cert: agent_cert.as_ref().map(|c| c.0.clone()),
+        key: agent_cert.map(|c| c.1),
+    };
+    let refused = autosign_policy::Connection::connect(
+        &svc.url(),
+        autosign_policy::client_config(&files).unwrap(),
+        Duration::from_secs(5),
+    )
+    .and_then(|mut conn| conn.request("GET", "/puppet-ca/v1/expirations", &[], b""));
+    assert!(
+        refused.is_err(),
+        "a revoked certificate must not get through: {:?}",
+        refused.map(|r| r.status)
+    );
 }
 
 /// An ssldir for `puppetserver ca`, holding the service's local admin client certificate.
