@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use autosign_policy::{client_config, Connection, TlsFiles};
 use autosign_proxy::app::App;
+use autosign_proxy::authority::Authority;
 use autosign_proxy::ca::request::{build_csr, CsrSpec};
 use autosign_proxy::ca::signer::{KeyAlgorithm, SoftwareKey};
 use autosign_proxy::config::Config;
@@ -21,10 +22,15 @@ pub struct Bench {
     pub port: u16,
     pub dir: DataDir,
     pub app: Arc<App>,
+    pub authority: Arc<Authority>,
 }
 
 /// Start the service in its own thread (two HTTP workers, as on this machine).
 pub fn start(name: &str) -> Bench {
+    start_with(name, |_| {})
+}
+
+pub fn start_with(name: &str, adjust: impl FnOnce(&mut Config)) -> Bench {
     let mut config = Config::load(None, std::iter::empty()).expect("config");
     config.data_dir =
         std::env::temp_dir().join(format!("autosign-bench-{}-{name}", std::process::id()));
@@ -32,6 +38,7 @@ pub fn start(name: &str) -> Bench {
     config.listen = "127.0.0.1:0".into();
     config.ca.key_algorithm = "ec-p256".into();
     config.log_level = "warn".into();
+    adjust(&mut config);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
@@ -39,15 +46,20 @@ pub fn start(name: &str) -> Bench {
                 .await
                 .expect("service start");
             let server = started.server;
-            tx.send((server.port, started.dir, started.app))
+            tx.send((server.port, started.dir, started.app, started.authority))
                 .expect("send");
             let _ = server.server.await;
         })
     });
-    let (port, dir, app) = rx
+    let (port, dir, app, authority) = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("service did not start");
-    Bench { port, dir, app }
+    Bench {
+        port,
+        dir,
+        app,
+        authority,
+    }
 }
 
 impl Bench {
@@ -133,4 +145,23 @@ pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
     }
     let index = ((sorted.len() - 1) as f64 * q).round() as usize;
     sorted[index.min(sorted.len() - 1)]
+}
+
+/// CSRs without tokens, `count` distinct names, one key.
+pub fn plain_csrs(prefix: &str, count: usize, algorithm: KeyAlgorithm) -> Vec<(String, Vec<u8>)> {
+    let key = SoftwareKey::generate(algorithm).expect("key");
+    (0..count)
+        .map(|i| {
+            let name = format!("{prefix}-{i}.example.com");
+            let spec = CsrSpec {
+                common_name: &name,
+                challenge_password: None,
+                subject_alt_names: &[],
+                extensions: &[],
+                version: 0,
+            };
+            let der = build_csr(&key, &spec).expect("csr");
+            (name, pem::encode("CERTIFICATE REQUEST", &der).into_bytes())
+        })
+        .collect()
 }

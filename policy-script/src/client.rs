@@ -67,9 +67,16 @@ pub struct Connection {
     config: Arc<ClientConfig>,
     timeout: Duration,
     stream: Option<TlsStream>,
+    max_body: usize,
 }
 
 impl Connection {
+    /// Accept response bodies up to `bytes` (default [`crate::MAX_BODY`]), for callers
+    /// that fetch large listings.
+    pub fn set_max_body(&mut self, bytes: usize) {
+        self.max_body = bytes;
+    }
+
     /// Connects and completes the TLS handshake within `timeout`. `url` is
     /// `https://host[:port]`; `timeout` also bounds each later [`Connection::request`].
     pub fn connect(url: &str, config: Arc<ClientConfig>, timeout: Duration) -> Result<Self, Error> {
@@ -95,6 +102,7 @@ impl Connection {
             config,
             timeout,
             stream: Some(stream),
+            max_body: crate::http::MAX_BODY,
         })
     }
 
@@ -177,8 +185,8 @@ impl Connection {
             Ok(_) => {}
             Err(e) => return Err(Attempt::classify(&format!("reading from {what}"), e)),
         }
-        let (response, keep_alive) =
-            http::read_response(&mut reader, head).map_err(Attempt::Fatal)?;
+        let (response, keep_alive) = http::read_response_limited(&mut reader, head, self.max_body)
+            .map_err(Attempt::Fatal)?;
         // Bytes beyond the response mean we lost track of the framing; do not reuse.
         let in_sync = reader.buffer().is_empty();
         drop(reader);

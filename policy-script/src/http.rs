@@ -95,9 +95,19 @@ pub(crate) fn write_request(
 }
 
 /// Reads one response. Returns it with whether the connection may carry another request.
+#[cfg(test)]
 pub(crate) fn read_response<R: BufRead>(
     r: &mut R,
     head_request: bool,
+) -> Result<(Response, bool), Error> {
+    read_response_limited(r, head_request, MAX_BODY)
+}
+
+/// [`read_response`] with a body limit other than [`MAX_BODY`].
+pub(crate) fn read_response_limited<R: BufRead>(
+    r: &mut R,
+    head_request: bool,
+    max_body: usize,
 ) -> Result<(Response, bool), Error> {
     let mut budget = MAX_HEAD;
     let Head {
@@ -136,23 +146,23 @@ pub(crate) fn read_response<R: BufRead>(
         .collect();
     let body = if let Some(last) = te.last() {
         if last.eq_ignore_ascii_case("chunked") {
-            read_chunked(r)?
+            read_chunked(r, max_body)?
         } else {
             return Err(Error::Protocol(format!(
                 "unsupported transfer encoding {last:?}"
             )));
         }
     } else if let Some(len) = content_length(&response)? {
-        if len > MAX_BODY {
+        if len > max_body {
             return Err(Error::Protocol(format!(
-                "response body of {len} bytes exceeds the {MAX_BODY}-byte limit"
+                "response body of {len} bytes exceeds the {max_body}-byte limit"
             )));
         }
         let mut body = vec![0; len];
         r.read_exact(&mut body).map_err(body_error)?;
         body
     } else {
-        let body = read_to_eof(r)?;
+        let body = read_to_eof(r, max_body)?;
         return Ok((Response { body, ..response }, false));
     };
     response.body = body;
@@ -236,7 +246,7 @@ fn content_length(response: &Response) -> Result<Option<usize>, Error> {
     Ok(found)
 }
 
-fn read_chunked<R: BufRead>(r: &mut R) -> Result<Vec<u8>, Error> {
+fn read_chunked<R: BufRead>(r: &mut R, max_body: usize) -> Result<Vec<u8>, Error> {
     let mut body = Vec::new();
     loop {
         let mut budget = MAX_CHUNK_LINE;
@@ -250,9 +260,9 @@ fn read_chunked<R: BufRead>(r: &mut R) -> Result<Vec<u8>, Error> {
         if size == 0 {
             break;
         }
-        if size > MAX_BODY - body.len() {
+        if size > max_body - body.len() {
             return Err(Error::Protocol(format!(
-                "chunked response body exceeds the {MAX_BODY}-byte limit"
+                "chunked response body exceeds the {max_body}-byte limit"
             )));
         }
         let start = body.len();
@@ -269,16 +279,16 @@ fn read_chunked<R: BufRead>(r: &mut R) -> Result<Vec<u8>, Error> {
     Ok(body)
 }
 
-fn read_to_eof<R: Read>(r: &mut R) -> Result<Vec<u8>, Error> {
+fn read_to_eof<R: Read>(r: &mut R, max_body: usize) -> Result<Vec<u8>, Error> {
     let mut body = Vec::new();
     // One byte past the limit tells "exactly at the limit" from "over it".
-    let limit = (MAX_BODY + 1) as u64;
+    let limit = (max_body + 1) as u64;
     r.take(limit)
         .read_to_end(&mut body)
         .map_err(|e| from_io("reading the response body", e))?;
-    if body.len() > MAX_BODY {
+    if body.len() > max_body {
         return Err(Error::Protocol(format!(
-            "response body exceeds the {MAX_BODY}-byte limit"
+            "response body exceeds the {max_body}-byte limit"
         )));
     }
     Ok(body)

@@ -210,18 +210,26 @@ pub fn build_crl(
 
 /// `crlEntryExtensions` holding only reasonCode: fixed bytes per reason.
 fn reason_code_extensions(reason: CrlReason) -> [u8; 14] {
+    const EXTENSIONS: [u8; 2] = [0x30, 0x0c];
+    const EXTENSION: [u8; 2] = [0x30, 0x0a];
+    const OID_REASON: [u8; 5] = [0x06, 0x03, 0x55, 0x1d, 0x15]; // 2.5.29.21
+    const EXTN_VALUE: [u8; 2] = [0x04, 0x03];
+    let [a, b] = EXTENSIONS;
+    let [c, d] = EXTENSION;
+    let [e, f, g, h, i] = OID_REASON;
+    let [j, k] = EXTN_VALUE;
     [
-        0x30,
-        0x0c, // Extensions
-        0x30,
-        0x0a, // Extension
-        0x06,
-        0x03,
-        0x55,
-        0x1d,
-        0x15, // 2.5.29.21
-        0x04,
-        0x03, // extnValue
+        a,
+        b,
+        c,
+        d,
+        e,
+        f,
+        g,
+        h,
+        i,
+        j,
+        k,
         ENUMERATED,
         0x01,
         reason.code(),
@@ -399,9 +407,10 @@ fn first_crl_der(der_or_pem: &[u8]) -> Result<Vec<u8>, CaError> {
         .ok_or_else(|| CaError::Encoding("no X509 CRL block in the PEM".into()))
 }
 
-/// Checks that the CRL is signed by the key of `issuer_cert_der` (RSA PKCS#1 with SHA-256,
-/// -384 or -512, or ECDSA on P-256/P-384), names that certificate's subject as its issuer,
-/// and, when both carry key identifiers, points at that certificate's key.
+/// Checks that the CRL (DER, or PEM: its first CRL) is signed by the key of `issuer_cert_der`
+/// (RSA PKCS#1 with SHA-256, -384 or -512, or ECDSA on P-256/P-384), names that
+/// certificate's subject as its issuer, and, when both carry key identifiers, points at that
+/// certificate's key. Used to check an imported CRL chain.
 pub fn verify_crl(crl_der: &[u8], issuer_cert_der: &[u8]) -> Result<(), CaError> {
     let crl_bytes = first_crl_der(crl_der)?;
     let crl = parse_crl(&crl_bytes)?;
@@ -794,7 +803,11 @@ mod tests {
         std::fs::write(dir.file("ca.pem"), pem::encode("CERTIFICATE", &ca.cert)).unwrap();
         std::fs::write(dir.file("good.pem"), pem::encode("CERTIFICATE", &good)).unwrap();
         std::fs::write(dir.file("bad.pem"), pem::encode("CERTIFICATE", &bad)).unwrap();
-        std::fs::write(dir.file("crl.pem"), encode_crl_chain(&[crl.clone()])).unwrap();
+        std::fs::write(
+            dir.file("crl.pem"),
+            encode_crl_chain(std::slice::from_ref(&crl)),
+        )
+        .unwrap();
 
         let (ok, out) = openssl_verify(&dir, "ca.pem", "crl.pem", "good.pem");
         assert!(ok && out.contains("OK"), "{out}");
@@ -912,7 +925,11 @@ mod tests {
         );
         std::fs::write(dir.file("ca.pem"), pem::encode("CERTIFICATE", &ca.cert)).unwrap();
         std::fs::write(dir.file("good.pem"), pem::encode("CERTIFICATE", &good)).unwrap();
-        std::fs::write(dir.file("crl.pem"), encode_crl_chain(&[crl.clone()])).unwrap();
+        std::fs::write(
+            dir.file("crl.pem"),
+            encode_crl_chain(std::slice::from_ref(&crl)),
+        )
+        .unwrap();
         let (ok, out) = openssl_verify(&dir, "ca.pem", "crl.pem", "good.pem");
         assert!(ok, "{out}");
         let text = openssl(&["crl", "-in", &dir.file("crl.pem"), "-noout", "-text"]);

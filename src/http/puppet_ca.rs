@@ -309,7 +309,9 @@ async fn statuses(
             .into());
         }
     }
-    Ok(HttpResponse::Ok().json(state.authority.statuses(filter).await?))
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(state.authority.statuses_json(filter).await?))
 }
 
 async fn crl(req: HttpRequest, state: web::Data<HttpState>) -> Result<HttpResponse, PlainError> {

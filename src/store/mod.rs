@@ -78,6 +78,15 @@ pub struct CaCertificate {
     pub revocation_reason: Option<u8>,
 }
 
+/// One line of the certificate listing, from the status cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusRow {
+    pub certname: String,
+    /// The status object serialized with state "signed"; None for rows from before the cache.
+    pub status_json: Option<String>,
+    pub revoked: bool,
+}
+
 /// A revocation as the CRL lists it (including certificates since cleaned).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Revocation {
@@ -179,8 +188,13 @@ pub trait Store: Send + Sync {
     async fn ca_add_certificate(
         &self,
         cert: &CaCertificate,
+        status_json: Option<String>,
         event: NewEvent,
     ) -> Result<(), StoreError>;
+
+    /// For each current certificate: its cached status JSON (if computed) and whether it
+    /// is revoked; the cheap path of certificate_statuses.
+    async fn ca_status_rows(&self) -> Result<Vec<StatusRow>, StoreError>;
 
     /// The certname's current certificate: the newest one not cleaned.
     async fn ca_certificate(&self, certname: &str) -> Result<Option<CaCertificate>, StoreError>;

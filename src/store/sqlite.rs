@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
 
-use super::{AllowRecord, CaCertificate, CaRequest, Revocation, Store, StoreError, TokenSelector};
+use super::{
+    AllowRecord, CaCertificate, CaRequest, Revocation, StatusRow, Store, StoreError, TokenSelector,
+};
 use crate::domain::event::{kind, EventFilter, EventRecord, NewEvent};
 use crate::domain::token::{AltName, TokenHash, TokenRecord, TokenRequest};
 use crate::timefmt;
@@ -22,6 +24,7 @@ use crate::timefmt;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_core.sql"),
     include_str!("../../migrations/sqlite/0002_ca.sql"),
+    include_str!("../../migrations/sqlite/0003_status_cache.sql"),
 ];
 /// Most jobs one commit carries: bounds how long the first of them waits.
 const MAX_BATCH: usize = 256;
@@ -707,14 +710,15 @@ impl Store for SqliteStore {
     async fn ca_add_certificate(
         &self,
         cert: &CaCertificate,
+        status_json: Option<String>,
         event: NewEvent,
     ) -> Result<(), StoreError> {
         let c = cert.clone();
         self.write(move |conn| {
             conn.execute(
-                "INSERT INTO ca_certificates (serial, certname, cert_pem, fingerprint, not_before, not_after, issued_at, revoked_at, revocation_reason) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![to_i64(c.serial)?, c.certname, c.cert_pem, c.fingerprint, c.not_before, c.not_after, c.issued_at, c.revoked_at, c.revocation_reason],
+                "INSERT INTO ca_certificates (serial, certname, cert_pem, fingerprint, not_before, not_after, issued_at, revoked_at, revocation_reason, status_json) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![to_i64(c.serial)?, c.certname, c.cert_pem, c.fingerprint, c.not_before, c.not_after, c.issued_at, c.revoked_at, c.revocation_reason, status_json],
             )
             .map_err(unavailable)?;
             conn.execute("DELETE FROM ca_requests WHERE certname = ?1", [&c.certname])
@@ -805,6 +809,27 @@ impl Store for SqliteStore {
             Ok(any)
         })
         .await
+    }
+
+    async fn ca_status_rows(&self) -> Result<Vec<StatusRow>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT certname, status_json, revoked_at IS NOT NULL FROM ca_certificates c WHERE cleaned_at IS NULL \
+                 AND serial = (SELECT MAX(serial) FROM ca_certificates d WHERE d.certname = c.certname AND d.cleaned_at IS NULL) \
+                 ORDER BY certname",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([], |r| {
+                    Ok(StatusRow {
+                        certname: r.get(0)?,
+                        status_json: r.get(1)?,
+                        revoked: r.get(2)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(unavailable)
+        })
     }
 
     async fn ca_revocations(&self) -> Result<Vec<Revocation>, StoreError> {
