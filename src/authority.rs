@@ -172,6 +172,9 @@ pub struct Authority {
     /// DER, the signing certificate first.
     bundle: Vec<Vec<u8>>,
     bundle_pem: String,
+    /// CRLs of the CAs above ours, served after our own (OpenSSL's chain check wants one
+    /// for every CA in the bundle).
+    parent_crls: Vec<Vec<u8>>,
     pub settings: CaSettings,
 }
 
@@ -180,6 +183,7 @@ impl Authority {
         app: Arc<App>,
         key: Arc<dyn Signer>,
         bundle: Vec<Vec<u8>>,
+        parent_crls: Vec<Vec<u8>>,
         settings: CaSettings,
     ) -> Authority {
         let bundle_pem = bundle
@@ -192,6 +196,7 @@ impl Authority {
             key,
             bundle,
             bundle_pem,
+            parent_crls,
             settings,
         }
     }
@@ -687,9 +692,13 @@ impl Authority {
             .ok_or_else(|| CaFailure::Internal("the CRL just built is not in the store".into()))
     }
 
-    /// The CRL chain, PEM: ours, then any parents'.
+    /// The CRL chain, PEM: ours, then the parents' (an imported intermediate CA's).
     pub async fn crl_pem(&self) -> Result<String, CaFailure> {
-        Ok(pem::encode("X509 CRL", &self.crl_der().await?.1))
+        let mut chain = pem::encode("X509 CRL", &self.crl_der().await?.1);
+        for der in &self.parent_crls {
+            chain.push_str(&pem::encode("X509 CRL", der));
+        }
+        Ok(chain)
     }
 
     /// Build and store a new CRL from every revocation, with the next CRL number.
@@ -818,6 +827,13 @@ fn authorization_extensions(exts: &[CsrExtension]) -> serde_json::Map<String, se
             (name, e.string_value().unwrap_or_default().into())
         })
         .collect()
+}
+
+/// The cached status object of a certificate (state "signed"), as stored beside it.
+pub fn cert_status_json(cert: &CaCertificate) -> Option<String> {
+    cert_status(cert)
+        .ok()
+        .and_then(|s| serde_json::to_string(&s).ok())
 }
 
 fn cert_status(cert: &CaCertificate) -> Result<CertStatus, CaFailure> {

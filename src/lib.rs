@@ -13,6 +13,7 @@
 pub mod app;
 pub mod authority;
 pub mod ca;
+pub mod ca_import;
 pub mod config;
 pub mod der;
 pub mod domain;

@@ -98,6 +98,17 @@ enum CaCommand {
         #[arg(long = "certname", required = true, num_args = 1..)]
         certnames: Vec<String>,
     },
+    /// Take over a puppetserver CA directory (key, bundle, CRL chain, serial, inventory,
+    /// signed certificates, pending requests) so existing agents keep working.
+    Import {
+        #[arg(long)]
+        cadir: PathBuf,
+    },
+    /// Write this CA out in puppetserver's directory layout.
+    Export {
+        #[arg(long)]
+        cadir: PathBuf,
+    },
     /// A key and certificate for a service that cannot ask the CA itself.
     Generate {
         #[arg(long)]
@@ -528,6 +539,23 @@ fn event_line(e: &EventRecord) -> String {
 
 async fn ca(app: App, actor: &Actor, cmd: CaCommand) -> Result<(), String> {
     let config = app.config.clone();
+    if let CaCommand::Import { cadir } = &cmd {
+        let summary = autosign_proxy::ca_import::import_cadir(&config, cadir, actor, &mut |line| {
+            eprintln!("autosign-proxy: {line}")
+        })
+        .await?;
+        println!(
+            "imported {} certificates ({} revoked) and {} pending requests from {}; next serial {}; previous files in {}",
+            summary.certificates,
+            summary.revoked,
+            summary.requests,
+            cadir.display(),
+            summary.next_serial,
+            summary.backup.display()
+        );
+        println!("Restart autosign-proxy serve to use the imported CA.");
+        return Ok(());
+    }
     let store = app.store.clone();
     let dir = state::initialize(&config, store.as_ref(), &mut |line| {
         eprintln!("autosign-proxy: {line}")
@@ -637,6 +665,15 @@ async fn ca(app: App, actor: &Actor, cmd: CaCommand) -> Result<(), String> {
             }
             Ok(())
         }
+        CaCommand::Import { .. } => Ok(()),
+        CaCommand::Export { cadir } => {
+            export(&authority, &store, &dir, &cadir).await?;
+            println!(
+                "wrote this CA in puppetserver's layout to {}",
+                cadir.display()
+            );
+            Ok(())
+        }
         CaCommand::Generate {
             certname,
             dns_alt_names,
@@ -691,4 +728,54 @@ fn write_new(path: &std::path::Path, contents: &[u8], mode: u32) -> Result<(), S
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     file.write_all(contents)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+async fn export(
+    authority: &autosign_proxy::authority::Authority,
+    store: &std::sync::Arc<dyn autosign_proxy::store::Store>,
+    dir: &state::DataDir,
+    cadir: &std::path::Path,
+) -> Result<(), String> {
+    use autosign_proxy::ca::cadir::{write_cadir, ExportCa, InventoryLine};
+    use autosign_proxy::ca::issue::cert_info;
+    let der_of = |text: &str| -> Result<Vec<u8>, String> {
+        autosign_proxy::pem::decode_all(text)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .next()
+            .map(|(_, der)| der)
+            .ok_or_else(|| "empty PEM".to_string())
+    };
+    let bundle = state::read_certs(&dir.ca_cert()).map_err(|e| e.to_string())?;
+    let key_pem = std::fs::read_to_string(dir.ca_key()).map_err(|e| e.to_string())?;
+    let crl_chain = autosign_proxy::ca::crl::decode_crl_chain(
+        &authority.crl_pem().await.map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut signed = Vec::new();
+    let mut inventory = Vec::new();
+    for cert in store.ca_certificates().await.map_err(|e| e.to_string())? {
+        let der = der_of(&cert.cert_pem)?;
+        let info = cert_info(&der).map_err(|e| e.to_string())?;
+        if let Some(line) = InventoryLine::for_certificate(&info) {
+            inventory.push(line);
+        }
+        signed.push((cert.certname, der));
+    }
+    inventory.sort_by_key(|l| l.serial);
+    let mut requests = Vec::new();
+    for request in store.ca_requests().await.map_err(|e| e.to_string())? {
+        requests.push((request.certname, der_of(&request.csr_pem)?));
+    }
+    let next_serial = store.next_serial().await.map_err(|e| e.to_string())?;
+    let ca = ExportCa {
+        bundle: &bundle,
+        key_pem: &key_pem,
+        crl_chain: &crl_chain,
+        next_serial,
+        inventory: &inventory,
+        signed: &signed,
+        requests: &requests,
+    };
+    write_cadir(cadir, &ca).map_err(|e| e.to_string())
 }

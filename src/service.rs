@@ -54,7 +54,18 @@ pub fn authority(config: &Config, dir: &DataDir, app: Arc<App>) -> Result<Author
         allow_authorization_extensions: config.ca.allow_authorization_extensions,
         exec_timeout: Duration::from_secs(config.ca.exec_timeout_seconds),
     };
-    Ok(Authority::new(app, Arc::new(key), bundle, settings))
+    let parent_crls = match std::fs::read_to_string(dir.parent_crls()) {
+        Ok(text) => crate::ca::crl::decode_crl_chain(&text)
+            .map_err(|e| format!("{}: {e}", dir.parent_crls().display()))?,
+        Err(_) => Vec::new(),
+    };
+    Ok(Authority::new(
+        app,
+        Arc::new(key),
+        bundle,
+        parent_crls,
+        settings,
+    ))
 }
 
 /// Initialize the data directory (saying what is generated), bind `config.listen`, and

@@ -48,6 +48,10 @@ impl DataDir {
     pub fn ca_cert(&self) -> PathBuf {
         self.root.join("ca/ca_crt.pem")
     }
+    /// CRLs of the CAs above an imported intermediate CA.
+    pub fn parent_crls(&self) -> PathBuf {
+        self.root.join("ca/parent_crls.pem")
+    }
     /// The bundle clients verify the service with.
     pub fn ca_bundle(&self) -> PathBuf {
         self.root.join("tls/ca.pem")
@@ -322,7 +326,7 @@ fn read_first_cert(path: &Path) -> Result<Vec<u8>, StateError> {
 
 /// Write via a temporary file and rename, so a crash never leaves half a file; the mode
 /// is set at creation, so a key is never readable by others, even briefly.
-fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), StateError> {
+pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), StateError> {
     let tmp = path.with_extension("tmp");
     let _ = fs::remove_file(&tmp);
     let mut file = fs::OpenOptions::new()

@@ -20,6 +20,8 @@ pub enum StoreError {
     Corrupt(String),
     /// The schema is newer than this binary knows.
     Migration(String),
+    /// The stored state does not allow the operation.
+    Conflict(String),
 }
 
 impl fmt::Display for StoreError {
@@ -28,6 +30,7 @@ impl fmt::Display for StoreError {
             StoreError::Unavailable(e) => write!(f, "the database is unavailable: {e}"),
             StoreError::Corrupt(e) => write!(f, "stored data is corrupt: {e}"),
             StoreError::Migration(e) => write!(f, "database migration failed: {e}"),
+            StoreError::Conflict(e) => f.write_str(e),
         }
     }
 }
@@ -76,6 +79,20 @@ pub struct CaCertificate {
     pub revoked_at: Option<i64>,
     /// RFC 5280 CRLReason code.
     pub revocation_reason: Option<u8>,
+}
+
+/// Everything an imported CA directory brings, written in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct CaImport {
+    /// Certificates with their cached status JSON.
+    pub certificates: Vec<(CaCertificate, Option<String>)>,
+    pub requests: Vec<CaRequest>,
+    /// Revocations of serials with no certificate left (cleaned before the import).
+    pub orphan_revocations: Vec<Revocation>,
+    /// Serials continue from here (never lower than what the store already handed out).
+    pub next_serial: u64,
+    /// CRL numbers continue after this.
+    pub crl_number: u64,
 }
 
 /// One line of the certificate listing, from the status cache.
@@ -216,6 +233,16 @@ pub trait Store: Send + Sync {
     /// Returns whether anything was there.
     async fn ca_clean(&self, certname: &str, now: i64, event: NewEvent)
         -> Result<bool, StoreError>;
+
+    /// Take over an existing CA's state, all or nothing. Refused when the store already
+    /// holds certificates or requests other than `allowed_existing` certnames (the
+    /// service's own).
+    async fn ca_import(
+        &self,
+        import: CaImport,
+        allowed_existing: Vec<String>,
+        event: NewEvent,
+    ) -> Result<(), StoreError>;
 
     /// Every revocation, for the CRL.
     async fn ca_revocations(&self) -> Result<Vec<Revocation>, StoreError>;

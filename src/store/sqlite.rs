@@ -14,7 +14,8 @@ use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
 
 use super::{
-    AllowRecord, CaCertificate, CaRequest, Revocation, StatusRow, Store, StoreError, TokenSelector,
+    AllowRecord, CaCertificate, CaImport, CaRequest, Revocation, StatusRow, Store, StoreError,
+    TokenSelector,
 };
 use crate::domain::event::{kind, EventFilter, EventRecord, NewEvent};
 use crate::domain::token::{AltName, TokenHash, TokenRecord, TokenRequest};
@@ -830,6 +831,63 @@ impl Store for SqliteStore {
             })
             .map_err(unavailable)
         })
+    }
+
+    async fn ca_import(
+        &self,
+        import: CaImport,
+        allowed_existing: Vec<String>,
+        event: NewEvent,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            let existing: Vec<String> = conn
+                .prepare("SELECT certname FROM ca_certificates UNION SELECT certname FROM ca_requests")
+                .and_then(|mut stmt| stmt.query_map([], |r| r.get(0))?.collect())
+                .map_err(unavailable)?;
+            let foreign: Vec<&String> = existing.iter().filter(|n| !allowed_existing.contains(n)).collect();
+            if !foreign.is_empty() {
+                return Err(StoreError::Conflict(format!(
+                    "this CA already holds certificates or requests ({} and others); import into a new data directory",
+                    foreign.first().map_or("", |n| n.as_str())
+                )));
+            }
+            // The service's own certificates were issued by the CA being replaced.
+            conn.execute("DELETE FROM ca_certificates", []).map_err(unavailable)?;
+            conn.execute("DELETE FROM ca_requests", []).map_err(unavailable)?;
+            for (c, status_json) in &import.certificates {
+                conn.execute(
+                    "INSERT INTO ca_certificates (serial, certname, cert_pem, fingerprint, not_before, not_after, issued_at, revoked_at, revocation_reason, status_json) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    params![to_i64(c.serial)?, c.certname, c.cert_pem, c.fingerprint, c.not_before, c.not_after, c.issued_at, c.revoked_at, c.revocation_reason, status_json],
+                )
+                .map_err(unavailable)?;
+            }
+            for r in &import.orphan_revocations {
+                conn.execute(
+                    "INSERT INTO ca_certificates (serial, certname, cert_pem, fingerprint, not_before, not_after, issued_at, revoked_at, revocation_reason, cleaned_at) \
+                     VALUES (?1, '', '', '', 0, 0, 0, ?2, ?3, ?2)",
+                    params![to_i64(r.serial)?, r.revoked_at, r.reason],
+                )
+                .map_err(unavailable)?;
+            }
+            for r in &import.requests {
+                conn.execute(
+                    "INSERT INTO ca_requests (certname, csr_pem, fingerprint, received_at, reason, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![r.certname, r.csr_pem, r.fingerprint, r.received_at, r.reason, r.message],
+                )
+                .map_err(unavailable)?;
+            }
+            conn.execute("UPDATE ca_serial SET next = MAX(next, ?1) WHERE id = 1", [to_i64(import.next_serial)?])
+                .map_err(unavailable)?;
+            conn.execute(
+                "UPDATE ca_crl SET number = MAX(number, ?1), crl_der = NULL, crl_number = 0 WHERE id = 1",
+                [to_i64(import.crl_number)?],
+            )
+            .map_err(unavailable)?;
+            insert_event(conn, &event)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn ca_revocations(&self) -> Result<Vec<Revocation>, StoreError> {

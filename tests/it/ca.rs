@@ -642,3 +642,145 @@ fn ca_api_error_paths_follow_puppetserver() {
     );
     assert_eq!(services["ca"]["service_version"], "8.4.0");
 }
+
+#[test]
+fn export_then_import_round_trips_and_bad_directories_change_nothing() {
+    let svc = Service::start_with("ca-export", |c| c.ca.autosign = "true".into());
+    let mut c = svc.client();
+    for name in ["a.example.com", "b.example.com"] {
+        submit(&mut c, name, &openssl_csr(&CsrOpts::new(name)));
+    }
+    submit(
+        &mut c,
+        "alt.example.com",
+        &openssl_csr(&CsrOpts::new("alt.example.com").ext(&["subjectAltName = DNS:x"])),
+    );
+    let ct = [("Content-Type", "application/json")];
+    let resp = c
+        .request(
+            "PUT",
+            "/puppet-ca/v1/certificate_status/b.example.com",
+            &ct,
+            br#"{"desired_state":"revoked"}"#,
+        )
+        .unwrap();
+    assert_eq!(resp.status, 204);
+    let a_cert = c
+        .request("GET", "/puppet-ca/v1/certificate/a.example.com", &[], b"")
+        .unwrap()
+        .body;
+
+    let out_dir = temp_dir("exported");
+    let cadir = out_dir.join("ca");
+    let out = proxy(
+        &svc.dir.root,
+        &["ca", "export", "--cadir", cadir.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "ca_crt.pem",
+        "ca_key.pem",
+        "ca_crl.pem",
+        "serial",
+        "inventory.txt",
+        "signed/a.example.com.pem",
+        "requests/alt.example.com.pem",
+    ] {
+        assert!(cadir.join(f).exists(), "{f}");
+    }
+
+    // Refusals: a partial directory, a corrupt inventory; the target stays untouched.
+    let target = temp_dir("import-target");
+    let broken = out_dir.join("broken");
+    copy_dir(&cadir, &broken);
+    std::fs::remove_file(broken.join("ca_key.pem")).unwrap();
+    let out = proxy(
+        &target,
+        &["ca", "import", "--cadir", broken.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ca_key.pem"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    copy_dir(&cadir, &broken);
+    std::fs::write(
+        broken.join("inventory.txt"),
+        "0x0002 yesterday tomorrow /CN=a.example.com\n",
+    )
+    .unwrap();
+    let out = proxy(
+        &target,
+        &["ca", "import", "--cadir", broken.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("inventory.txt"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !target.join("ca/ca_key.pem").exists(),
+        "nothing half-imported"
+    );
+
+    let out = proxy(
+        &target,
+        &["ca", "import", "--cadir", cadir.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("imported 2 certificates (1 revoked) and 1 pending requests"),
+        "{said}"
+    );
+    let imported = Service::start_with("ca-imported", |c| c.data_dir = target.clone());
+    let mut c2 = imported.client();
+    assert_eq!(
+        c2.request("GET", "/puppet-ca/v1/certificate/a.example.com", &[], b"")
+            .unwrap()
+            .body,
+        a_cert
+    );
+    assert_eq!(status(&mut c2, "b.example.com")["state"], "revoked");
+    assert_eq!(status(&mut c2, "alt.example.com")["state"], "requested");
+    let crl = c2
+        .request(
+            "GET",
+            "/puppet-ca/v1/certificate_revocation_list/ca",
+            &[],
+            b"",
+        )
+        .unwrap();
+    let info = autosign_proxy::ca::crl::crl_info(&crl.body).unwrap();
+    assert_eq!(info.revoked.len(), 1);
+    // Importing again on top of a CA that has issued certificates is refused.
+    let out = proxy(
+        &target,
+        &["ca", "import", "--cadir", cadir.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

@@ -168,6 +168,98 @@ fn puppetserver_signs_only_what_autosign_proxy_approves() {
     );
     assert!(!down.success);
     assert!(ps.is_pending("down.example.com"));
+    // Take over the real puppetserver's CA: what it signed stays valid and listed, its
+    // pending requests come along, and new certificates chain to the same CA.
+    let data = dir.join("imported");
+    let out = std::process::Command::new(proxy_bin())
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "ca",
+            "import",
+            "--cadir",
+            ps.ca_dir().to_str().unwrap(),
+        ])
+        .env_remove("AUTOSIGN_PROXY_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let took_over = Service::start_with("took-over", |c| c.data_dir = data.clone());
+    let mut c2 = took_over.client();
+    let ours = c2
+        .request(
+            "GET",
+            "/puppet-ca/v1/certificate/good.example.com",
+            &[],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(ours.status, 200);
+    let theirs = std::fs::read(ps.ca_dir().join("signed/good.example.com.pem")).unwrap();
+    let der = |pem: &[u8]| {
+        autosign_proxy::pem::decode_all(std::str::from_utf8(pem).unwrap())
+            .unwrap()
+            .remove(0)
+            .1
+    };
+    assert_eq!(
+        der(&ours.body),
+        der(&theirs),
+        "the certificate puppetserver signed is served unchanged"
+    );
+    let statuses = json(
+        &c2.request("GET", "/puppet-ca/v1/certificate_statuses/all", &[], b"")
+            .unwrap(),
+    );
+    let state_of = |name: &str| {
+        statuses
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .map(|s| s["state"].clone())
+    };
+    assert_eq!(state_of("good.example.com"), Some("signed".into()));
+    assert_eq!(state_of("thief.example.com"), Some("requested".into()));
+    // The agent puppetserver signed can talk to us with its certificate.
+    let agent_ssl = dir.join("agent-good.example.com/ssl");
+    let mut as_agent = took_over.client_with(Some((
+        agent_ssl.join("certs/good.example.com.pem"),
+        agent_ssl.join("private_keys/good.example.com.pem"),
+    )));
+    assert_eq!(
+        as_agent
+            .request("GET", "/puppet-ca/v1/expirations", &[], b"")
+            .unwrap()
+            .status,
+        200
+    );
+    // A new agent gets a certificate that verifies against puppetserver's own CA file.
+    let token = foreman_token(&mut c2, "after-import.example.com");
+    let fresh = puppet::agent_bootstrap(
+        &dir.join("agent-after"),
+        "after-import.example.com",
+        took_over.port,
+        Some(&token_yaml(&token)),
+        None,
+    );
+    assert!(fresh.success, "{}\n{}", fresh.stdout, fresh.stderr);
+    let verify = std::process::Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(ps.ca_dir().join("ca_crt.pem"))
+        .arg(fresh.ssldir.join("certs/after-import.example.com.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+
     eprintln!(
         "agent bootstrap times: signed {:?}, wrong host {:?}, replay {:?}, policy timeout {:?}, service down {:?}",
         a.elapsed, d.elapsed, again.elapsed, slow.elapsed, down.elapsed
