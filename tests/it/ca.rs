@@ -784,3 +784,161 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[test]
+fn kill_dash_nine_during_signing_loses_nothing_and_reuses_no_serial() {
+    let data = temp_dir("kill9");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (mut child, _) = crate::cli::spawn_serve(&data, port, &["--autosign", "true"]);
+    let csrs: Vec<(String, Vec<u8>)> = (0..400)
+        .map(|i| {
+            let name = format!("k{i}.example.com");
+            let csr = quick_csr(&name);
+            (name, csr)
+        })
+        .collect();
+    let csrs = std::sync::Arc::new(csrs);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let url = format!("https://127.0.0.1:{port}");
+    let files = autosign_policy::TlsFiles {
+        ca_file: data.join("tls/ca.pem"),
+        cert: Some(data.join("tls/client.pem")),
+        key: Some(data.join("tls/client.key")),
+    };
+    let config = autosign_policy::client_config(&files).unwrap();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (csrs, next, url, config) =
+                (csrs.clone(), next.clone(), url.clone(), config.clone());
+            std::thread::spawn(move || {
+                let mut received = Vec::new();
+                let Ok(mut conn) =
+                    autosign_policy::Connection::connect(&url, config, Duration::from_secs(5))
+                else {
+                    return received;
+                };
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some((name, csr)) = csrs.get(i) else {
+                        break;
+                    };
+                    let put = conn.request(
+                        "PUT",
+                        &format!("/puppet-ca/v1/certificate_request/{name}"),
+                        &[("Content-Type", "text/plain")],
+                        csr,
+                    );
+                    if put.is_err() {
+                        break;
+                    }
+                    match conn.request(
+                        "GET",
+                        &format!("/puppet-ca/v1/certificate/{name}"),
+                        &[],
+                        b"",
+                    ) {
+                        Ok(r) if r.status == 200 => received.push((name.clone(), r.body)),
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+                received
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    Command::new("kill")
+        .args(["-9", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    let received: Vec<(String, Vec<u8>)> = clients
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert!(!received.is_empty(), "the load ran before the kill");
+    assert!(
+        received.len() < 400,
+        "the kill happened mid-load ({} signed)",
+        received.len()
+    );
+
+    let (mut child, _) = crate::cli::spawn_serve(&data, port, &["--autosign", "true"]);
+    let files = autosign_policy::TlsFiles {
+        ca_file: data.join("tls/ca.pem"),
+        cert: Some(data.join("tls/client.pem")),
+        key: Some(data.join("tls/client.key")),
+    };
+    let mut c = autosign_policy::Connection::connect(
+        &url,
+        autosign_policy::client_config(&files).unwrap(),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    c.set_max_body(64 << 20);
+    for (name, pem) in &received {
+        let served = c
+            .request(
+                "GET",
+                &format!("/puppet-ca/v1/certificate/{name}"),
+                &[],
+                b"",
+            )
+            .unwrap();
+        assert_eq!(
+            &served.body, pem,
+            "{name}: a certificate a client received must survive"
+        );
+    }
+    // One more signature after the restart: its serial is new.
+    let (name, csr) = &csrs[399];
+    let resp = c
+        .request(
+            "PUT",
+            &format!("/puppet-ca/v1/certificate_request/{name}"),
+            &[("Content-Type", "text/plain")],
+            csr,
+        )
+        .unwrap();
+    assert!(resp.status == 200 || resp.status == 400, "{}", resp.text());
+    let statuses = json(
+        &c.request(
+            "GET",
+            "/puppet-ca/v1/certificate_statuses/all?state=signed",
+            &[],
+            b"",
+        )
+        .unwrap(),
+    );
+    let serials: Vec<u64> = statuses
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["serial_number"].as_u64().unwrap())
+        .collect();
+    let unique: std::collections::HashSet<&u64> = serials.iter().collect();
+    assert_eq!(unique.len(), serials.len(), "no serial is used twice");
+    assert!(serials.len() > received.len());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A CSR quickly: one EC key for all, built by our own builder (openssl per CSR is slow).
+fn quick_csr(name: &str) -> Vec<u8> {
+    use autosign_proxy::ca::request::{build_csr, CsrSpec};
+    use autosign_proxy::ca::signer::{KeyAlgorithm, SoftwareKey};
+    static KEY: std::sync::OnceLock<SoftwareKey> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(|| SoftwareKey::generate(KeyAlgorithm::EcP256).unwrap());
+    let spec = CsrSpec {
+        common_name: name,
+        challenge_password: None,
+        subject_alt_names: &[],
+        extensions: &[],
+        version: 0,
+    };
+    autosign_proxy::pem::encode("CERTIFICATE REQUEST", &build_csr(key, &spec).unwrap()).into_bytes()
+}

@@ -3,7 +3,7 @@
 
 mod api;
 mod ca;
-mod cli;
+pub mod cli;
 mod policy_exec;
 mod puppet;
 mod real_puppet;
