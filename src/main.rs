@@ -104,6 +104,13 @@ enum CaCommand {
         #[arg(long)]
         cadir: PathBuf,
     },
+    /// After a compromise: back up everything, create a new CA and service certificate,
+    /// and print the steps left for each agent.
+    Regenerate {
+        /// Required: every certificate of the old CA stops being trusted.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Write this CA out in puppetserver's directory layout.
     Export {
         #[arg(long)]
@@ -539,6 +546,40 @@ fn event_line(e: &EventRecord) -> String {
 
 async fn ca(app: App, actor: &Actor, cmd: CaCommand) -> Result<(), String> {
     let config = app.config.clone();
+    if let CaCommand::Regenerate { yes } = &cmd {
+        if !yes {
+            return Err("ca regenerate replaces the CA: every agent will need a new certificate. Run again with --yes.".into());
+        }
+        let done = autosign_proxy::regenerate::regenerate(&config, actor, &mut |line| {
+            eprintln!("autosign-proxy: {line}")
+        })
+        .await?;
+        let dir = state::DataDir::new(&config.data_dir);
+        println!(
+            "A new CA is in place; the old state is in {}.",
+            done.backup.display()
+        );
+        println!("Left to do:");
+        println!("  1. Restart the service: systemctl restart autosign-proxy");
+        println!("  2. Give every service that used a generated certificate a new one:");
+        println!("       autosign-proxy ca generate --certname <name> --dns-alt-names <names> --out-dir <dir>");
+        println!(
+            "  3. Distribute the new CA certificate {} to Foreman, puppetserver and load balancers",
+            dir.ca_bundle().display()
+        );
+        println!(
+            "  4. On each of these {} agents, in order:",
+            done.hosts.len()
+        );
+        println!("       systemctl stop puppet");
+        println!("       rm -rf \"$(puppet config print ssldir --section agent)\"");
+        println!("       autosign-proxy token issue <certname>   # here; put the token in the agent's csr_attributes.yaml");
+        println!("       puppet agent -t && systemctl start puppet");
+        for host in &done.hosts {
+            println!("     - {host}");
+        }
+        return Ok(());
+    }
     if let CaCommand::Import { cadir } = &cmd {
         let summary = autosign_proxy::ca_import::import_cadir(&config, cadir, actor, &mut |line| {
             eprintln!("autosign-proxy: {line}")
@@ -665,7 +706,7 @@ async fn ca(app: App, actor: &Actor, cmd: CaCommand) -> Result<(), String> {
             }
             Ok(())
         }
-        CaCommand::Import { .. } => Ok(()),
+        CaCommand::Import { .. } | CaCommand::Regenerate { .. } => Ok(()),
         CaCommand::Export { cadir } => {
             export(&authority, &store, &dir, &cadir).await?;
             println!(

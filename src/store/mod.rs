@@ -244,6 +244,14 @@ pub trait Store: Send + Sync {
         event: NewEvent,
     ) -> Result<(), StoreError>;
 
+    /// Forget the CA's certificates and requests (after a regeneration: they belong to a
+    /// CA that no longer signs). Tokens, the allow-list and events stay. Returns the
+    /// certnames that had a certificate.
+    async fn ca_reset(&self, event: NewEvent) -> Result<Vec<String>, StoreError>;
+
+    /// A consistent copy of the whole database at `path` (a new file).
+    async fn backup_to(&self, path: &std::path::Path) -> Result<(), StoreError>;
+
     /// Every revocation, for the CRL.
     async fn ca_revocations(&self) -> Result<Vec<Revocation>, StoreError>;
 

@@ -890,6 +890,32 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn ca_reset(&self, event: NewEvent) -> Result<Vec<String>, StoreError> {
+        self.write(move |conn| {
+            let names: Vec<String> = conn
+                .prepare("SELECT DISTINCT certname FROM ca_certificates WHERE cleaned_at IS NULL ORDER BY certname")
+                .and_then(|mut stmt| stmt.query_map([], |r| r.get(0))?.collect())
+                .map_err(unavailable)?;
+            conn.execute_batch(
+                "DELETE FROM ca_certificates; DELETE FROM ca_requests; \
+                 UPDATE ca_crl SET crl_der = NULL, crl_number = 0 WHERE id = 1;",
+            )
+            .map_err(unavailable)?;
+            insert_event(conn, &event)?;
+            Ok(names)
+        })
+        .await
+    }
+
+    async fn backup_to(&self, path: &std::path::Path) -> Result<(), StoreError> {
+        let target = path.display().to_string();
+        // VACUUM cannot run inside the writer's transaction: use a connection of its own.
+        let conn = open_connection(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        conn.execute("VACUUM INTO ?1", [target])
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn ca_revocations(&self) -> Result<Vec<Revocation>, StoreError> {
         self.read(|conn| {
             let rows: Vec<(i64, i64, Option<u8>)> = conn

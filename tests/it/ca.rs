@@ -942,3 +942,82 @@ fn quick_csr(name: &str) -> Vec<u8> {
     };
     autosign_proxy::pem::encode("CERTIFICATE REQUEST", &build_csr(key, &spec).unwrap()).into_bytes()
 }
+
+#[test]
+fn regenerate_backs_up_everything_and_starts_a_new_ca() {
+    let data = temp_dir("regen");
+    let out = proxy(&data, &["token", "issue", "keep.example.com"]);
+    assert!(out.status.success());
+    let svc = Service::start_with("regen", |c| {
+        c.data_dir = data.clone();
+        c.ca.autosign = "true".into();
+    });
+    let mut c = svc.client();
+    submit(
+        &mut c,
+        "old.example.com",
+        &openssl_csr(&CsrOpts::new("old.example.com")),
+    );
+    let old_ca = std::fs::read(svc.dir.ca_cert()).unwrap();
+    drop(c);
+    drop(svc);
+
+    let out = proxy(&data, &["ca", "regenerate"]);
+    assert!(!out.status.success(), "needs --yes");
+    let out = proxy(&data, &["ca", "regenerate", "--yes"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        said.contains("- old.example.com") && said.contains("rm -rf"),
+        "{said}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("[4/4]"),
+        "progress is shown"
+    );
+    let backup = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("backup-before-regenerate")
+        })
+        .unwrap();
+    assert_eq!(std::fs::read(backup.join("ca_crt.pem")).unwrap(), old_ca);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(backup.join("ca_key.pem"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert!(backup.join("autosign-proxy.db").exists());
+
+    let svc = Service::start_with("regen-after", |c| c.data_dir = data.clone());
+    assert_ne!(
+        std::fs::read(svc.dir.ca_cert()).unwrap(),
+        old_ca,
+        "a new CA"
+    );
+    let mut c = svc.client();
+    assert_eq!(
+        c.request("GET", "/puppet-ca/v1/certificate/old.example.com", &[], b"")
+            .unwrap()
+            .status,
+        404
+    );
+    let tokens = json(&c.request("GET", "/api/v1/tokens", &[], b"").unwrap());
+    assert_eq!(
+        tokens["tokens"].as_array().unwrap().len(),
+        1,
+        "tokens survive a CA regeneration"
+    );
+}

@@ -1,0 +1,69 @@
+//! Regenerating the CA after a compromise (seed 003): back up everything, create a new
+//! CA and service identity, and tell the operator exactly what is left to do per agent.
+
+use std::fs;
+use std::path::PathBuf;
+
+use crate::config::Config;
+use crate::domain::event::{Actor, NewEvent};
+use crate::service;
+use crate::state::{self, DataDir};
+use crate::timefmt;
+
+pub struct Regenerated {
+    pub backup: PathBuf,
+    /// Hosts that held a certificate of the old CA: each needs a new one.
+    pub hosts: Vec<String>,
+}
+
+/// Back up the database and every CA and TLS file, then start over with a new CA. The
+/// old key is kept only in the backup (mode 0600), for forensics.
+pub async fn regenerate(
+    config: &Config,
+    actor: &Actor,
+    say: &mut dyn FnMut(&str),
+) -> Result<Regenerated, String> {
+    let dir = DataDir::new(&config.data_dir);
+    let store = service::open_store(config).await?;
+    let backup = dir
+        .root
+        .join(format!("backup-before-regenerate-{}", timefmt::now()));
+    fs::create_dir_all(&backup).map_err(|e| format!("cannot create {}: {e}", backup.display()))?;
+    say(&format!(
+        "[1/4] backing up the database to {}",
+        backup.display()
+    ));
+    store
+        .backup_to(&backup.join("autosign-proxy.db"))
+        .await
+        .map_err(|e| e.to_string())?;
+    say("[2/4] moving the old CA and TLS files into the backup");
+    for old in [
+        dir.ca_key(),
+        dir.ca_cert(),
+        dir.parent_crls(),
+        dir.ca_bundle(),
+        dir.server_cert(),
+        dir.server_key(),
+        dir.client_cert(),
+        dir.client_key(),
+    ] {
+        if old.exists() {
+            let name = old
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_default();
+            fs::rename(&old, backup.join(name))
+                .map_err(|e| format!("cannot move {} aside: {e}", old.display()))?;
+        }
+    }
+    say("[3/4] forgetting the old CA's certificates and requests (tokens, allow-list and events stay)");
+    let event = NewEvent::new(timefmt::now(), "ca_regenerated", actor)
+        .message(format!("CA regenerated; old state in {}", backup.display()));
+    let hosts = store.ca_reset(event).await.map_err(|e| e.to_string())?;
+    say("[4/4] creating the new CA and the service's certificates");
+    state::initialize(config, store.as_ref(), say)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Regenerated { backup, hosts })
+}
