@@ -155,24 +155,7 @@ pub async fn import_cadir(
         .root
         .join(format!("backup-before-import-{}", timefmt::now()));
     fs::create_dir_all(&backup).map_err(|e| e.to_string())?;
-    for old in [
-        dir.ca_key(),
-        dir.ca_cert(),
-        dir.server_cert(),
-        dir.server_key(),
-        dir.client_cert(),
-        dir.client_key(),
-        dir.ca_bundle(),
-    ] {
-        if old.exists() {
-            let name = old
-                .file_name()
-                .map(|n| n.to_os_string())
-                .unwrap_or_default();
-            fs::rename(&old, backup.join(name))
-                .map_err(|e| format!("cannot move {} aside: {e}", old.display()))?;
-        }
-    }
+    dir.move_ca_files_to(&backup)?;
     fs::rename(&staged_key, dir.ca_key()).map_err(|e| e.to_string())?;
     fs::rename(&staged_cert, dir.ca_cert()).map_err(|e| e.to_string())?;
     if imported.crl_chain.len() > 1 {

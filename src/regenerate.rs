@@ -38,25 +38,7 @@ pub async fn regenerate(
         .await
         .map_err(|e| e.to_string())?;
     say("[2/4] moving the old CA and TLS files into the backup");
-    for old in [
-        dir.ca_key(),
-        dir.ca_cert(),
-        dir.parent_crls(),
-        dir.ca_bundle(),
-        dir.server_cert(),
-        dir.server_key(),
-        dir.client_cert(),
-        dir.client_key(),
-    ] {
-        if old.exists() {
-            let name = old
-                .file_name()
-                .map(|n| n.to_os_string())
-                .unwrap_or_default();
-            fs::rename(&old, backup.join(name))
-                .map_err(|e| format!("cannot move {} aside: {e}", old.display()))?;
-        }
-    }
+    dir.move_ca_files_to(&backup)?;
     say("[3/4] forgetting the old CA's certificates and requests (tokens, allow-list and events stay)");
     let event = NewEvent::new(timefmt::now(), "ca_regenerated", actor)
         .message(format!("CA regenerated; old state in {}", backup.display()));

@@ -68,6 +68,27 @@ impl DataDir {
     pub fn client_key(&self) -> PathBuf {
         self.root.join("tls/client.key")
     }
+
+    /// Move every CA and TLS file that exists into `backup` (a CA being replaced by an
+    /// import or a regeneration); the key keeps its 0600 mode.
+    pub fn move_ca_files_to(&self, backup: &Path) -> Result<(), String> {
+        for old in [
+            self.ca_key(),
+            self.ca_cert(),
+            self.parent_crls(),
+            self.ca_bundle(),
+            self.server_cert(),
+            self.server_key(),
+            self.client_cert(),
+            self.client_key(),
+        ] {
+            if let (true, Some(name)) = (old.exists(), old.file_name()) {
+                fs::rename(&old, backup.join(name))
+                    .map_err(|e| format!("cannot move {} aside: {e}", old.display()))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug)]

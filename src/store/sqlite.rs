@@ -369,6 +369,45 @@ fn cert_from_row(r: &Row<'_>) -> rusqlite::Result<Result<CaCertificate, StoreErr
     Ok(from_i64(serial).map(|serial| CaCertificate { serial, ..cert }))
 }
 
+fn insert_certificate(
+    conn: &Connection,
+    c: &CaCertificate,
+    status_json: Option<&str>,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO ca_certificates (serial, certname, cert_pem, fingerprint, not_before, not_after, issued_at, revoked_at, revocation_reason, status_json) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            to_i64(c.serial).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+            c.certname,
+            c.cert_pem,
+            c.fingerprint,
+            c.not_before,
+            c.not_after,
+            c.issued_at,
+            c.revoked_at,
+            c.revocation_reason,
+            status_json
+        ])
+    })
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+/// `false` when the certname already has a pending request.
+fn insert_request(conn: &Connection, r: &CaRequest) -> Result<bool, StoreError> {
+    let added = conn
+        .execute(
+            "INSERT INTO ca_requests (certname, csr_pem, fingerprint, received_at, reason, message) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (certname) DO NOTHING",
+            params![r.certname, r.csr_pem, r.fingerprint, r.received_at, r.reason, r.message],
+        )
+        .map_err(unavailable)?;
+    Ok(added == 1)
+}
+
 /// SQLite integers are signed; serials and numbers are stored as such.
 fn to_i64(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{v} does not fit the database")))
@@ -653,14 +692,7 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         let r = request.clone();
         self.write(move |conn| {
-            let added = conn
-                .execute(
-                    "INSERT INTO ca_requests (certname, csr_pem, fingerprint, received_at, reason, message) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (certname) DO NOTHING",
-                    params![r.certname, r.csr_pem, r.fingerprint, r.received_at, r.reason, r.message],
-                )
-                .map_err(unavailable)?
-                == 1;
+            let added = insert_request(conn, &r)?;
             if added {
                 insert_event(conn, &event)?;
             }
@@ -716,12 +748,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let c = cert.clone();
         self.write(move |conn| {
-            conn.execute(
-                "INSERT INTO ca_certificates (serial, certname, cert_pem, fingerprint, not_before, not_after, issued_at, revoked_at, revocation_reason, status_json) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![to_i64(c.serial)?, c.certname, c.cert_pem, c.fingerprint, c.not_before, c.not_after, c.issued_at, c.revoked_at, c.revocation_reason, status_json],
-            )
-            .map_err(unavailable)?;
+            insert_certificate(conn, &c, status_json.as_deref())?;
             conn.execute("DELETE FROM ca_requests WHERE certname = ?1", [&c.certname])
                 .map_err(unavailable)?;
             insert_event(conn, &event)?;
@@ -855,12 +882,7 @@ impl Store for SqliteStore {
             conn.execute("DELETE FROM ca_certificates", []).map_err(unavailable)?;
             conn.execute("DELETE FROM ca_requests", []).map_err(unavailable)?;
             for (c, status_json) in &import.certificates {
-                conn.execute(
-                    "INSERT INTO ca_certificates (serial, certname, cert_pem, fingerprint, not_before, not_after, issued_at, revoked_at, revocation_reason, status_json) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                    params![to_i64(c.serial)?, c.certname, c.cert_pem, c.fingerprint, c.not_before, c.not_after, c.issued_at, c.revoked_at, c.revocation_reason, status_json],
-                )
-                .map_err(unavailable)?;
+                insert_certificate(conn, c, status_json.as_deref())?;
             }
             for r in &import.orphan_revocations {
                 conn.execute(
@@ -871,11 +893,7 @@ impl Store for SqliteStore {
                 .map_err(unavailable)?;
             }
             for r in &import.requests {
-                conn.execute(
-                    "INSERT INTO ca_requests (certname, csr_pem, fingerprint, received_at, reason, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![r.certname, r.csr_pem, r.fingerprint, r.received_at, r.reason, r.message],
-                )
-                .map_err(unavailable)?;
+                insert_request(conn, r)?;
             }
             conn.execute("UPDATE ca_serial SET next = MAX(next, ?1) WHERE id = 1", [to_i64(import.next_serial)?])
                 .map_err(unavailable)?;
