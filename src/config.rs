@@ -25,6 +25,24 @@ pub struct Config {
     pub ca: CaConfig,
     pub tokens: TokenConfig,
     pub policy: PolicyConfig,
+    pub smart_proxy: SmartProxyConfig,
+}
+
+/// How Foreman sees this service as its smart proxy.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmartProxyConfig {
+    /// The Puppet CA URL Foreman hands to hosts (its puppet_ca_server). Empty: this
+    /// service (https://<first tls.server_names entry or this host>:<listen port>).
+    pub puppet_url: String,
+    /// "builtin": /puppet/ca lists, signs and cleans on this service's CA.
+    /// "puppetserver": they go to puppetserver's CA API at puppet_url.
+    pub ca: String,
+    /// For "puppetserver": a client certificate carrying pp_cli_auth, its key, and the
+    /// CA bundle that issued puppetserver's certificate.
+    pub puppet_ssl_cert: Option<PathBuf>,
+    pub puppet_ssl_key: Option<PathBuf>,
+    pub puppet_ssl_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
@@ -96,6 +114,7 @@ impl Default for Config {
             ca: CaConfig::default(),
             tokens: TokenConfig::default(),
             policy: PolicyConfig::default(),
+            smart_proxy: SmartProxyConfig::default(),
         }
     }
 }
@@ -155,7 +174,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 const ENV_PREFIX: &str = "AUTOSIGN_PROXY_";
-const SECTIONS: [&str; 4] = ["tls", "ca", "tokens", "policy"];
+const SECTIONS: [&str; 5] = ["tls", "ca", "tokens", "policy", "smart_proxy"];
 
 impl Config {
     /// Defaults, then the file (if any), then the environment.

@@ -19,6 +19,7 @@ pub mod der;
 pub mod domain;
 pub mod http;
 pub mod pem;
+pub mod proxied_ca;
 pub mod regenerate;
 pub mod service;
 pub mod state;

@@ -11,9 +11,11 @@ use crate::ca::signer::SoftwareKey;
 use crate::config::Config;
 use crate::http::tls::ClientVerifier;
 use crate::http::{self, HttpState, RunningServer};
+use crate::proxied_ca::PuppetserverCa;
 use crate::state::{self, DataDir};
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
+use autosign_policy::TlsFiles;
 
 /// Open the configured store: SQLite in the data directory unless `database_url` says
 /// otherwise.
@@ -84,8 +86,9 @@ pub async fn start(
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let app = Arc::new(App::new(store, config));
     let authority = Arc::new(authority(&app.config, &dir, app.clone())?);
+    let (proxied, puppet_url) = smart_proxy_ca(&app.config)?;
     let server = http::start(
-        HttpState::new(app.clone(), authority.clone()),
+        HttpState::new(app.clone(), authority.clone(), proxied, puppet_url),
         &material,
         listener,
         workers,
@@ -120,4 +123,28 @@ async fn follow_crl(store: Arc<dyn Store>, verifier: Arc<ClientVerifier>, mut nu
             Err(e) => tracing::warn!(error = %e, "cannot read the CRL"),
         }
     }
+}
+
+/// Which CA Foreman's `/puppet/ca` routes act on, and the URL Foreman gives hosts.
+fn smart_proxy_ca(config: &Config) -> Result<(Option<Arc<PuppetserverCa>>, String), String> {
+    let sp = &config.smart_proxy;
+    if sp.ca == "puppetserver" {
+        let files = TlsFiles {
+            ca_file: sp.puppet_ssl_ca.clone().unwrap_or_default(),
+            cert: sp.puppet_ssl_cert.clone(),
+            key: sp.puppet_ssl_key.clone(),
+        };
+        let ca = PuppetserverCa::new(&sp.puppet_url, files)?;
+        return Ok((Some(Arc::new(ca)), sp.puppet_url.clone()));
+    }
+    if !sp.puppet_url.is_empty() {
+        return Ok((None, sp.puppet_url.clone()));
+    }
+    let host = config.tls.server_names.first().cloned().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into())
+    });
+    let port = config.listen.rsplit(':').next().unwrap_or("8140");
+    Ok((None, format!("https://{host}:{port}")))
 }

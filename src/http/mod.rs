@@ -17,6 +17,7 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use crate::app::App;
 use crate::authority::Authority;
 use crate::domain::event::Actor;
+use crate::proxied_ca::PuppetserverCa;
 use crate::state::{TlsMaterial, LOCAL_CLIENT_CN};
 use errors::ApiError;
 use tls::ClientIdentity;
@@ -25,17 +26,28 @@ use tls::ClientIdentity;
 pub struct HttpState {
     pub app: Arc<App>,
     pub authority: Arc<Authority>,
+    /// Set when /puppet/ca acts on a puppetserver CA instead of ours.
+    pub proxied: Option<Arc<PuppetserverCa>>,
+    /// The Puppet CA URL Foreman hands to hosts.
+    pub puppet_url: String,
     /// Client certificate CNs allowed on the provisioning and Foreman APIs.
     pub trusted_hosts: HashSet<String>,
 }
 
 impl HttpState {
-    pub fn new(app: Arc<App>, authority: Arc<Authority>) -> HttpState {
+    pub fn new(
+        app: Arc<App>,
+        authority: Arc<Authority>,
+        proxied: Option<Arc<PuppetserverCa>>,
+        puppet_url: String,
+    ) -> HttpState {
         let mut trusted_hosts: HashSet<String> = app.config.trusted_hosts.iter().cloned().collect();
         trusted_hosts.insert(LOCAL_CLIENT_CN.to_string());
         HttpState {
             app,
             authority,
+            proxied,
+            puppet_url,
             trusted_hosts,
         }
     }

@@ -10,10 +10,15 @@ use serde::Deserialize;
 
 use super::errors::ApiError;
 use super::{HttpState, Trusted};
+use crate::authority::{CaFailure, SignOptions};
 use crate::domain::csr::MAX_CSR_BYTES;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/puppet/ca/validate", web::post().to(validate))
+    cfg.route("/features", web::get().to(features))
+        .route("/v2/features", web::get().to(features_v2))
+        .route("/version", web::get().to(version))
+        .route("/puppet/ca", web::get().to(list_certificates))
+        .route("/puppet/ca/validate", web::post().to(validate))
         .route("/puppet/ca/autosign", web::get().to(list_autosign))
         .route(
             "/puppet/ca/autosign/{certname}",
@@ -22,7 +27,135 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/puppet/ca/autosign/{certname}",
             web::delete().to(delete_autosign),
+        )
+        // After the fixed routes, so `validate` and `autosign` are also certnames:
+        // POST /puppet/ca/autosign signs the host named autosign.
+        .route("/puppet/ca/{certname}", web::post().to(sign_certificate))
+        .route("/puppet/ca/{certname}", web::delete().to(clean_certificate));
+}
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Feature names in the running state; no authentication, as the smart proxy.
+async fn features() -> HttpResponse {
+    HttpResponse::Ok().json(["puppetca"])
+}
+
+async fn version() -> HttpResponse {
+    HttpResponse::Ok()
+        .json(serde_json::json!({ "version": VERSION, "modules": { "puppetca": VERSION } }))
+}
+
+/// What Foreman registers a proxy with (trusted hosts only).
+async fn features_v2(_trusted: Trusted, state: web::Data<HttpState>) -> HttpResponse {
+    let ca = if state.proxied.is_some() {
+        "puppetserver"
+    } else {
+        "builtin"
+    };
+    HttpResponse::Ok().json(serde_json::json!({
+        "puppetca": {
+            "http_enabled": false,
+            "https_enabled": true,
+            "settings": { "puppet_url": state.puppet_url, "ca": ca },
+            "state": "running",
+            "capabilities": ["autosign_tokens", "autosign_allow_list", "autosign_validate", format!("{ca}_ca")]
+        }
+    }))
+}
+
+/// `{certname: {state, fingerprint, serial, not_before, not_after}}`, state pending,
+/// valid or revoked; a certificate past its notAfter is shown revoked, as Foreman expects.
+async fn list_certificates(
+    _trusted: Trusted,
+    state: web::Data<HttpState>,
+) -> Result<HttpResponse, ApiError> {
+    let statuses: Vec<serde_json::Value> = match &state.proxied {
+        Some(ca) => ca.statuses().await?,
+        None => state
+            .authority
+            .statuses(None)
+            .await?
+            .into_iter()
+            .filter_map(|s| serde_json::to_value(s).ok())
+            .collect(),
+    };
+    let now = crate::timefmt::now();
+    let mut out = serde_json::Map::new();
+    for st in statuses {
+        let Some(name) = st.get("name").and_then(|n| n.as_str()).map(str::to_string) else {
+            continue;
+        };
+        let not_after = st
+            .get("not_after")
+            .and_then(|t| t.as_str())
+            .map(str::to_string);
+        let expired = not_after
+            .as_deref()
+            .and_then(crate::timefmt::parse_rfc3339)
+            .is_some_and(|t| t < now);
+        let foreman_state = match st.get("state").and_then(|s| s.as_str()) {
+            Some("requested") => "pending",
+            Some("revoked") => "revoked",
+            _ if expired => "revoked",
+            _ => "valid",
+        };
+        out.insert(
+            name,
+            serde_json::json!({
+                "state": foreman_state,
+                "fingerprint": st.get("fingerprint"),
+                "serial": st.get("serial_number"),
+                "not_before": st.get("not_before"),
+                "not_after": not_after,
+            }),
         );
+    }
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// Foreman's "sign the pending request".
+async fn sign_certificate(
+    Trusted(actor): Trusted,
+    state: web::Data<HttpState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let name = path.into_inner();
+    match &state.proxied {
+        Some(ca) => ca.sign(&name).await?,
+        None => match state
+            .authority
+            .sign(&name, SignOptions::default(), &actor)
+            .await
+        {
+            Ok(_) => {}
+            Err(CaFailure::Conflict(m)) if m.contains("without a certificate request") => {
+                return Err(ApiError::NotFound(m));
+            }
+            Err(e) => return Err(e.into()),
+        },
+    }
+    Ok(HttpResponse::Ok().finish())
+}
+
+/// Foreman's "revoke, then delete"; 404 (which Foreman accepts) when there is nothing.
+async fn clean_certificate(
+    Trusted(actor): Trusted,
+    state: web::Data<HttpState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let name = path.into_inner();
+    let cleaned = match &state.proxied {
+        Some(ca) => ca.clean(&name).await?,
+        None => state.authority.clean(&name, &actor).await?,
+    };
+    if cleaned {
+        Ok(HttpResponse::Ok().finish())
+    } else {
+        Err(ApiError::NotFound(format!(
+            "no certificate or request for {name}"
+        )))
+    }
 }
 
 #[derive(Deserialize)]
@@ -42,6 +175,15 @@ async fn validate(
     // One byte past the cap is enough for the pipeline to refuse, and record, the CSR
     // as too large without buffering whatever a client sends.
     let body = read_capped(payload, MAX_CSR_BYTES + 1).await?;
+    // Foreman signs a host named "validate" with an empty POST to this path.
+    if body.is_empty() && query.certname.is_none() {
+        return sign_certificate(
+            Trusted(actor),
+            state,
+            web::Path::from("validate".to_string()),
+        )
+        .await;
+    }
     let decision = state
         .app
         .decide(&body, query.certname.as_deref(), &actor)

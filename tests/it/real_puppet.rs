@@ -260,6 +260,55 @@ fn puppetserver_signs_only_what_autosign_proxy_approves() {
         String::from_utf8_lossy(&verify.stdout)
     );
 
+    // Foreman's routes beside puppetserver's CA (smart_proxy.ca = "puppetserver"): list,
+    // sign and clean go to puppetserver, with its own pp_cli_auth host certificate.
+    let (ps_ca_file, ps_cert, ps_key) = ps.host_cert_files();
+    let beside = Service::start_with("beside-puppetserver", |c| {
+        c.smart_proxy.ca = "puppetserver".into();
+        c.smart_proxy.puppet_url = format!("https://127.0.0.1:{}", ps.port);
+        c.smart_proxy.puppet_ssl_ca = Some(ps_ca_file.clone());
+        c.smart_proxy.puppet_ssl_cert = Some(ps_cert.clone());
+        c.smart_proxy.puppet_ssl_key = Some(ps_key.clone());
+    });
+    let mut fm = beside.client();
+    let listing = json(
+        &fm.request("GET", "/puppet/ca", &[("Accept", "application/json")], b"")
+            .unwrap(),
+    );
+    assert_eq!(listing["good.example.com"]["state"], "valid", "{listing}");
+    assert_eq!(listing["slow.example.com"]["state"], "pending", "{listing}");
+    let v2 = json(&fm.request("GET", "/v2/features", &[], b"").unwrap());
+    assert_eq!(
+        v2["puppetca"]["settings"]["puppet_url"],
+        format!("https://127.0.0.1:{}", ps.port)
+    );
+    assert_eq!(
+        fm.request("POST", "/puppet/ca/slow.example.com", &[], b"")
+            .unwrap()
+            .status,
+        200
+    );
+    assert!(ps.is_signed("slow.example.com"), "signed on puppetserver");
+    assert_eq!(
+        fm.request("DELETE", "/puppet/ca/good.example.com", &[], b"")
+            .unwrap()
+            .status,
+        200
+    );
+    assert!(!ps.is_signed("good.example.com"), "cleaned on puppetserver");
+    assert_eq!(
+        fm.request("DELETE", "/puppet/ca/never.example.com", &[], b"")
+            .unwrap()
+            .status,
+        404
+    );
+    assert_eq!(
+        fm.request("POST", "/puppet/ca/never.example.com", &[], b"")
+            .unwrap()
+            .status,
+        404
+    );
+
     eprintln!(
         "agent bootstrap times: signed {:?}, wrong host {:?}, replay {:?}, policy timeout {:?}, service down {:?}",
         a.elapsed, d.elapsed, again.elapsed, slow.elapsed, down.elapsed

@@ -1,0 +1,283 @@
+//! Foreman's view: proxy registration, and a host's whole lifecycle replayed with
+//! Foreman's exact requests over mutual TLS, with a real Debian puppet agent in between.
+
+use crate::puppet;
+use crate::support::*;
+use autosign_policy::Connection;
+
+/// Foreman's headers on every call.
+fn foreman(
+    c: &mut Connection,
+    method: &str,
+    path: &str,
+    request_id: &str,
+) -> autosign_policy::Response {
+    c.request(
+        method,
+        path,
+        &[
+            ("Accept", "application/json"),
+            ("X-Request-Id", request_id),
+            ("X-Session-Id", "session-1"),
+        ],
+        b"",
+    )
+    .unwrap()
+}
+
+fn token_yaml(token: &str) -> String {
+    format!("custom_attributes:\n  1.2.840.113549.1.9.7: \"{token}\"\n")
+}
+
+#[test]
+fn registration_answers_as_a_smart_proxy() {
+    let svc = Service::start_with("foreman-features", |c| {
+        c.tls.server_names = vec!["proxy.example.com".into()]
+    });
+    let mut anon = svc.client_with(None);
+    let resp = anon.request("GET", "/features", &[], b"").unwrap();
+    assert_eq!(
+        (resp.status, json(&resp)),
+        (200, serde_json::json!(["puppetca"]))
+    );
+    let resp = anon.request("GET", "/version", &[], b"").unwrap();
+    assert_eq!(
+        json(&resp)["modules"]["puppetca"],
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(
+        anon.request("GET", "/v2/features", &[], b"")
+            .unwrap()
+            .status,
+        403,
+        "v2 is for trusted hosts"
+    );
+    let mut c = svc.client();
+    let v2 = json(&foreman(&mut c, "GET", "/v2/features", "r0"));
+    assert_eq!(v2["puppetca"]["state"], "running");
+    assert_eq!(v2["puppetca"]["https_enabled"], true);
+    assert_eq!(
+        v2["puppetca"]["settings"]["puppet_url"],
+        format!("https://proxy.example.com:{}", 0).replace(":0", ":0")
+    );
+}
+
+#[test]
+fn every_puppet_ca_route_refuses_untrusted_clients() {
+    let svc = Service::start("foreman-403");
+    let mut anon = svc.client_with(None);
+    for (m, p) in [
+        ("GET", "/puppet/ca"),
+        ("POST", "/puppet/ca/web.example.com"),
+        ("DELETE", "/puppet/ca/web.example.com"),
+        ("GET", "/puppet/ca/autosign"),
+        ("POST", "/puppet/ca/autosign/web.example.com"),
+        ("DELETE", "/puppet/ca/autosign/web.example.com"),
+        ("POST", "/puppet/ca/validate"),
+        ("POST", "/puppet/ca/autosign"),
+    ] {
+        assert_eq!(anon.request(m, p, &[], b"").unwrap().status, 403, "{m} {p}");
+    }
+    // Plain HTTP on the port gets nothing: the service speaks only TLS.
+    use std::io::{Read, Write};
+    let mut plain = std::net::TcpStream::connect(("127.0.0.1", svc.port)).unwrap();
+    plain
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    plain
+        .write_all(b"GET /puppet/ca HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("200 OK"),
+        "{answer:?}"
+    );
+}
+
+#[test]
+fn a_host_lifecycle_as_foreman_drives_it() {
+    if !puppet::require_puppet("a_host_lifecycle_as_foreman_drives_it") {
+        return;
+    }
+    let svc = Service::start("foreman-lifecycle");
+    let mut c = svc.client();
+    let host = "lifecycle.example.com";
+    let dir = temp_dir("foreman-lifecycle");
+
+    // Host created: clean any old certificate (404 = nothing there), get a token.
+    assert_eq!(
+        foreman(&mut c, "DELETE", &format!("/puppet/ca/{host}"), "create-1").status,
+        404
+    );
+    let resp = foreman(
+        &mut c,
+        "POST",
+        &format!("/puppet/ca/autosign/{host}"),
+        "create-2",
+    );
+    assert_eq!(resp.status, 200);
+    let token = json(&resp)["generated_token"].as_str().unwrap().to_string();
+    let listed = json(&foreman(&mut c, "GET", "/puppet/ca/autosign", "list"));
+    assert!(listed.as_array().unwrap().iter().any(|v| v == host));
+
+    // The host builds: its agent gets a certificate with the token.
+    let run = puppet::agent_bootstrap(
+        &dir.join("build-1"),
+        host,
+        svc.port,
+        Some(&token_yaml(&token)),
+        None,
+    );
+    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    let mut c = svc.client();
+    let certs = json(&foreman(&mut c, "GET", "/puppet/ca", "list-2"));
+    assert_eq!(certs[host]["state"], "valid", "{certs}");
+    let first_serial = certs[host]["serial"].as_u64().unwrap();
+    assert!(certs[host]["fingerprint"].as_str().unwrap().contains(':'));
+
+    // Build finished: the token is gone already (used), which Foreman accepts as 404.
+    assert_eq!(
+        foreman(
+            &mut c,
+            "DELETE",
+            &format!("/puppet/ca/autosign/{host}"),
+            "built"
+        )
+        .status,
+        404
+    );
+
+    // Rebuild: old certificate cleaned (revoked then deleted), new token, new bootstrap.
+    assert_eq!(
+        foreman(
+            &mut c,
+            "DELETE",
+            &format!("/puppet/ca/autosign/{host}"),
+            "rebuild-1"
+        )
+        .status,
+        404
+    );
+    assert_eq!(
+        foreman(&mut c, "DELETE", &format!("/puppet/ca/{host}"), "rebuild-2").status,
+        200
+    );
+    let resp = foreman(
+        &mut c,
+        "POST",
+        &format!("/puppet/ca/autosign/{host}"),
+        "rebuild-3",
+    );
+    let token = json(&resp)["generated_token"].as_str().unwrap().to_string();
+    let run = puppet::agent_bootstrap(
+        &dir.join("build-2"),
+        host,
+        svc.port,
+        Some(&token_yaml(&token)),
+        None,
+    );
+    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    let mut c = svc.client();
+    let certs = json(&foreman(&mut c, "GET", "/puppet/ca", "list-3"));
+    assert_eq!(certs[host]["state"], "valid");
+    assert!(certs[host]["serial"].as_u64().unwrap() > first_serial);
+    let crl = c
+        .request(
+            "GET",
+            "/puppet-ca/v1/certificate_revocation_list/ca",
+            &[],
+            b"",
+        )
+        .unwrap();
+    let revoked = autosign_proxy::ca::crl::crl_info(&crl.body).unwrap();
+    assert_eq!(
+        revoked.revoked.len(),
+        1,
+        "the first certificate was revoked on rebuild"
+    );
+
+    // Destroyed.
+    assert_eq!(
+        foreman(
+            &mut c,
+            "DELETE",
+            &format!("/puppet/ca/autosign/{host}"),
+            "destroy-1"
+        )
+        .status,
+        404
+    );
+    assert_eq!(
+        foreman(&mut c, "DELETE", &format!("/puppet/ca/{host}"), "destroy-2").status,
+        200
+    );
+    let certs = json(&foreman(&mut c, "GET", "/puppet/ca", "list-4"));
+    assert!(certs.get(host).is_none(), "{certs}");
+
+    // Foreman's request ids are in the recorded events.
+    let events = json(
+        &c.request(
+            "GET",
+            &format!("/api/v1/events?certname={host}&limit=100"),
+            &[],
+            b"",
+        )
+        .unwrap(),
+    );
+    let ids: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["request_id"].as_str())
+        .collect();
+    for id in ["create-2", "rebuild-2", "rebuild-3", "destroy-2"] {
+        assert!(ids.contains(&id), "{id} missing from {ids:?}");
+    }
+}
+
+#[test]
+fn hosts_named_validate_and_autosign_can_be_signed_and_cleaned() {
+    let svc = Service::start_with("foreman-names", |c| c.ca.autosign = "false".into());
+    let mut c = svc.client();
+    for name in ["validate", "autosign"] {
+        let csr = openssl_csr(&CsrOpts::new(name));
+        let resp = c
+            .request(
+                "PUT",
+                &format!("/puppet-ca/v1/certificate_request/{name}"),
+                &[("Content-Type", "text/plain")],
+                &csr,
+            )
+            .unwrap();
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+    assert_eq!(
+        foreman(&mut c, "POST", "/puppet/ca/validate", "s1").status,
+        200
+    );
+    assert_eq!(
+        foreman(&mut c, "POST", "/puppet/ca/autosign", "s2").status,
+        200
+    );
+    let certs = json(&foreman(&mut c, "GET", "/puppet/ca", "l"));
+    assert_eq!(certs["validate"]["state"], "valid");
+    assert_eq!(certs["autosign"]["state"], "valid");
+    assert_eq!(
+        foreman(&mut c, "DELETE", "/puppet/ca/validate", "d1").status,
+        200
+    );
+    assert_eq!(
+        foreman(&mut c, "DELETE", "/puppet/ca/autosign", "d2").status,
+        200
+    );
+    assert_eq!(
+        json(&foreman(&mut c, "GET", "/puppet/ca", "l2")),
+        serde_json::json!({})
+    );
+    // Signing a host with nothing pending is a 404 Foreman reports.
+    assert_eq!(
+        foreman(&mut c, "POST", "/puppet/ca/nobody.example.com", "s3").status,
+        404
+    );
+}
