@@ -145,7 +145,7 @@ impl App {
             .store
             .issue_token(&request, &secret.hash(), now, event)
             .await?;
-        tracing::info!(certname = %record.certname, token_id = record.id, actor = %actor.name, "build token issued");
+        tracing::info!(certname = %record.certname, token_id = record.id, actor = %actor.name, request_id = actor.request_id.as_deref().unwrap_or("-"), "build token issued");
         Ok(IssuedToken {
             id: record.id,
             token: secret.expose().to_string(),
@@ -192,7 +192,7 @@ impl App {
                 TokenSelector::Certname(name) => format!("no live build token for {name}"),
             }));
         }
-        tracing::info!(?revoked, actor = %actor.name, "build tokens revoked");
+        tracing::info!(?revoked, actor = %actor.name, request_id = actor.request_id.as_deref().unwrap_or("-"), "build tokens revoked");
         Ok(revoked)
     }
 

@@ -565,7 +565,7 @@ impl Authority {
         self.store
             .ca_add_certificate(&cert, status_json, event)
             .await?;
-        tracing::info!(certname = %certname, serial, actor = %actor.name, "certificate signed ({how})");
+        tracing::info!(certname = %certname, serial, actor = %actor.name, request_id = actor.request_id.as_deref().unwrap_or("-"), "certificate signed ({how})");
         Ok(cert)
     }
 
@@ -586,7 +586,7 @@ impl Authority {
             )));
         };
         self.rebuild_crl().await?;
-        tracing::info!(certname = name, serial, actor = %actor.name, "certificate revoked");
+        tracing::info!(certname = name, serial, actor = %actor.name, request_id = actor.request_id.as_deref().unwrap_or("-"), "certificate revoked");
         Ok(serial)
     }
 
