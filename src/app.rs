@@ -11,7 +11,13 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::domain::allowlist::{parse_autosign_conf, AllowEntry, SkippedLine};
 use crate::domain::certname::Certname;
-use crate::domain::decision::Decision;
+use crate::domain::decision::{Decision, Reason};
+use crate::metrics::METRICS;
+
+/// Rejections of one certname within this many seconds...
+const ALERT_WINDOW: i64 = 600;
+/// ...from this many on, raise a suspicious_request event.
+const ALERT_BURST: u64 = 5;
 use crate::domain::event::{kind, Actor, EventFilter, EventRecord, NewEvent};
 use crate::domain::policy::{self, DecisionRequest, PolicySettings};
 use crate::domain::token::{AltName, TokenRecord, TokenRequest, TokenSecret, TokenState};
@@ -267,13 +273,18 @@ impl App {
         certname: Option<&str>,
         actor: &Actor,
     ) -> Result<Decision, AppError> {
+        let started = std::time::Instant::now();
         let request = DecisionRequest {
             csr,
             certname,
             actor,
         };
-        let decision =
-            policy::decide(self.store.as_ref(), &self.policy, &request, timefmt::now()).await?;
+        let now = timefmt::now();
+        let decision = policy::decide(self.store.as_ref(), &self.policy, &request, now).await?;
+        METRICS.decision(decision.reason, started.elapsed());
+        if !decision.approved() {
+            self.raise_alert(&decision, actor, now).await?;
+        }
         tracing::info!(
             certname = decision.certname.as_deref().unwrap_or("-"),
             decision = decision.decision.as_str(),
@@ -287,6 +298,52 @@ impl App {
             decision.message
         );
         Ok(decision)
+    }
+
+    /// A token presented for another host, or a burst of rejections for one certname,
+    /// raises a `suspicious_request` event a receiver can page on (once per window).
+    async fn raise_alert(
+        &self,
+        decision: &Decision,
+        actor: &Actor,
+        now: i64,
+    ) -> Result<(), AppError> {
+        let Some(certname) = decision.certname.as_deref() else {
+            return Ok(());
+        };
+        let why = if decision.reason == Reason::TokenWrongHost {
+            Some(format!(
+                "a build token of another host was presented for {certname}"
+            ))
+        } else {
+            let recent = self
+                .store
+                .count_rejections(certname, now - ALERT_WINDOW)
+                .await?;
+            let raised = self
+                .store
+                .has_event(certname, kind::SUSPICIOUS_REQUEST, now - ALERT_WINDOW)
+                .await?;
+            (recent >= ALERT_BURST && !raised).then(|| {
+                format!(
+                    "{recent} rejected requests for {certname} within {} minutes",
+                    ALERT_WINDOW / 60
+                )
+            })
+        };
+        if let Some(message) = why {
+            tracing::warn!(certname, actor = %actor.name, "{message}");
+            let event = NewEvent::new(now, kind::SUSPICIOUS_REQUEST, actor)
+                .certname(certname)
+                .message(message)
+                .details(serde_json::json!({
+                    "reason": decision.reason.code(),
+                    "decision_event_id": decision.event_id,
+                    "csr_fingerprint": decision.csr_fingerprint,
+                }));
+            self.store.record_event(event).await?;
+        }
+        Ok(())
     }
 
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, AppError> {

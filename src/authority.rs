@@ -21,6 +21,7 @@ use crate::domain::certname::{Certname, CertnameError};
 use crate::domain::csr::{fingerprint, Csr, CsrExtension, GeneralName};
 use crate::domain::event::{Actor, NewEvent};
 use crate::domain::policy::PP_AUTH_ARC;
+use crate::metrics::METRICS;
 use crate::pem;
 use crate::store::{CaCertificate, CaRequest, Store, StoreError};
 use crate::timefmt;
@@ -529,6 +530,7 @@ impl Authority {
         let key = self.key.clone();
         let ca_der = self.signing_cert_der().to_vec();
         let cn = certname.to_string();
+        let started = Instant::now();
         let der = tokio::task::spawn_blocking(move || {
             let spec = LeafSpec {
                 common_name: &cn,
@@ -559,9 +561,11 @@ impl Authority {
             .certname(certname)
             .message(format!("certificate serial {serial} issued ({how})"))
             .details(serde_json::json!({ "serial": serial, "fingerprint": cert.fingerprint }));
-        let status_json = cert_status(&cert)
-            .ok()
-            .and_then(|s| serde_json::to_string(&s).ok());
+        METRICS.signing_seconds.observe(started.elapsed());
+        METRICS
+            .certificates_issued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let status_json = cert_status_json(&cert);
         self.store
             .ca_add_certificate(&cert, status_json, event)
             .await?;
@@ -585,6 +589,9 @@ impl Authority {
                 "Cannot revoke certificate for host {name} without a signed certificate"
             )));
         };
+        METRICS
+            .certificates_revoked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.rebuild_crl().await?;
         tracing::info!(certname = name, serial, actor = %actor.name, request_id = actor.request_id.as_deref().unwrap_or("-"), "certificate revoked");
         Ok(serial)

@@ -26,6 +26,45 @@ pub struct Config {
     pub tokens: TokenConfig,
     pub policy: PolicyConfig,
     pub smart_proxy: SmartProxyConfig,
+    /// Receivers of events (`[[webhooks]]` tables).
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// One webhook receiver.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// A name of its own; the idempotency keys and the outbox use it.
+    pub name: String,
+    /// http:// or https:// URL the events are POSTed to.
+    pub url: String,
+    /// Event kinds to send (decision, suspicious_request, token_issued, ...); empty: all.
+    pub events: Vec<String>,
+    /// Shared secret for the X-Autosign-Signature HMAC-SHA256 header (or secret_file).
+    pub secret: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    /// For https: the CA bundle to verify the receiver, and an optional client certificate.
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// Seconds one attempt may take.
+    pub timeout_seconds: u64,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> WebhookConfig {
+        WebhookConfig {
+            name: String::new(),
+            url: String::new(),
+            events: Vec::new(),
+            secret: None,
+            secret_file: None,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            timeout_seconds: 10,
+        }
+    }
 }
 
 /// How Foreman sees this service as its smart proxy.
@@ -115,6 +154,7 @@ impl Default for Config {
             tokens: TokenConfig::default(),
             policy: PolicyConfig::default(),
             smart_proxy: SmartProxyConfig::default(),
+            webhooks: Vec::new(),
         }
     }
 }

@@ -18,6 +18,8 @@ pub mod config;
 pub mod der;
 pub mod domain;
 pub mod http;
+pub mod metrics;
+pub mod notify;
 pub mod pem;
 pub mod proxied_ca;
 pub mod regenerate;

@@ -209,6 +209,15 @@ struct EventsArgs {
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
+    /// Only events at or after this time (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only events at or before this time (RFC 3339).
+    #[arg(long)]
+    until: Option<String>,
+    /// Keep printing new events as they are recorded.
+    #[arg(long, short = 'f')]
+    follow: bool,
 }
 
 fn main() -> ExitCode {
@@ -507,21 +516,58 @@ async fn events(app: &App, args: EventsArgs) -> Result<(), String> {
         (_, true) => Some(Verdict::Approved),
         _ => None,
     };
-    let filter = EventFilter {
+    let time = |name: &str, v: &Option<String>| -> Result<Option<i64>, String> {
+        v.as_deref()
+            .map(|t| {
+                timefmt::parse_rfc3339(t).ok_or(format!(
+                    "--{name} '{t}' is not a time like 2026-11-23T02:00:00Z"
+                ))
+            })
+            .transpose()
+    };
+    let mut filter = EventFilter {
         certname: args.certname,
         kind: args.kind,
         decision,
         before_id: args.before,
+        after_id: None,
+        since: time("since", &args.since)?,
+        until: time("until", &args.until)?,
+        ascending: false,
         limit: args.limit.clamp(1, 1000),
     };
-    for event in app.events(&filter).await.map_err(app_error)? {
+    let print = |event: &EventRecord| -> Result<(), String> {
         if args.json {
-            println!("{}", to_json(&event)?);
+            println!("{}", to_json(event)?);
         } else {
-            println!("{}", event_line(&event));
+            println!("{}", event_line(event));
         }
+        Ok(())
+    };
+    let mut events = app.events(&filter).await.map_err(app_error)?;
+    if args.follow {
+        // The last page oldest first, then whatever comes after it, as it comes.
+        events.reverse();
     }
-    Ok(())
+    let mut last = events.iter().map(|e| e.id).max().unwrap_or(0);
+    for event in &events {
+        print(event)?;
+    }
+    if !args.follow {
+        return Ok(());
+    }
+    filter.before_id = None;
+    filter.ascending = true;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        filter.after_id = Some(last);
+        for event in app.events(&filter).await.map_err(app_error)? {
+            last = last.max(event.id);
+            print(&event)?;
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    }
 }
 
 fn event_line(e: &EventRecord) -> String {

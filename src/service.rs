@@ -11,6 +11,7 @@ use crate::ca::signer::SoftwareKey;
 use crate::config::Config;
 use crate::http::tls::ClientVerifier;
 use crate::http::{self, HttpState, RunningServer};
+use crate::notify::{self, Webhook};
 use crate::proxied_ca::PuppetserverCa;
 use crate::state::{self, DataDir};
 use crate::store::sqlite::SqliteStore;
@@ -29,6 +30,17 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
     let store = SqliteStore::open(&config.sqlite_path())
+        .await
+        .map_err(|e| e.to_string())?;
+    // Every process that records events (the service and the CLI) writes their webhook
+    // deliveries in the same transaction.
+    let targets = config
+        .webhooks
+        .iter()
+        .map(|w| (w.name.clone(), w.events.clone()))
+        .collect();
+    store
+        .set_webhook_targets(targets)
         .await
         .map_err(|e| e.to_string())?;
     Ok(Arc::new(store))
@@ -102,6 +114,17 @@ pub async fn start(
         server.verifier.clone(),
         crl.0,
     ));
+    let hooks = app
+        .config
+        .webhooks
+        .iter()
+        .cloned()
+        .map(Webhook::new)
+        .collect::<Result<Vec<_>, String>>()?;
+    if !hooks.is_empty() {
+        actix_web::rt::spawn(notify::run(app.store.clone(), Arc::new(hooks)));
+    }
+    actix_web::rt::spawn(sweep_expired_tokens(app.store.clone()));
     Ok(Started {
         server,
         dir,
@@ -147,4 +170,18 @@ fn smart_proxy_ca(config: &Config) -> Result<(Option<Arc<PuppetserverCa>>, Strin
     });
     let port = config.listen.rsplit(':').next().unwrap_or("8140");
     Ok((None, format!("https://{host}:{port}")))
+}
+
+/// Record `token_expired` for tokens that ran out unused, so receivers hear of them.
+async fn sweep_expired_tokens(store: Arc<dyn Store>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tick.tick().await;
+        if let Err(e) = store
+            .record_expired_tokens(crate::timefmt::now(), "autosign-proxy".into())
+            .await
+        {
+            tracing::warn!(error = %e, "cannot record expired tokens");
+        }
+    }
 }

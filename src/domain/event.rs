@@ -27,6 +27,8 @@ pub mod kind {
     pub const TOKEN_REVOKED: &str = "token_revoked";
     pub const ALLOW_ENTRY_ADDED: &str = "allow_entry_added";
     pub const ALLOW_ENTRY_REMOVED: &str = "allow_entry_removed";
+    pub const TOKEN_EXPIRED: &str = "token_expired";
+    pub const SUSPICIOUS_REQUEST: &str = "suspicious_request";
 }
 
 /// An event about to be appended.
@@ -115,12 +117,19 @@ pub struct EventRecord {
     pub details: Option<serde_json::Value>,
 }
 
-/// Which events to list, newest first, before an optional cursor (an event id).
+/// Which events to list: newest first (or oldest first), bounded by id cursors and time.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EventFilter {
     pub certname: Option<String>,
     pub kind: Option<String>,
     pub decision: Option<Verdict>,
     pub before_id: Option<i64>,
+    /// Only events with a larger id (for oldest-first pages and --follow).
+    pub after_id: Option<i64>,
+    /// Time range, unix seconds, inclusive.
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Oldest first instead of newest first.
+    pub ascending: bool,
     pub limit: u32,
 }

@@ -25,7 +25,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/api/v1/autosign-entries/{pattern}",
             web::delete().to(remove_entry),
         )
-        .route("/api/v1/events", web::get().to(list_events));
+        .route("/api/v1/events", web::get().to(list_events))
+        .route(
+            "/api/v1/hosts/{certname}/history",
+            web::get().to(host_history),
+        )
+        .route("/metrics", web::get().to(metrics));
 }
 
 /// Bad JSON is the client's error, said plainly.
@@ -179,17 +184,29 @@ struct EventQuery {
     certname: Option<String>,
     kind: Option<String>,
     decision: Option<String>,
+    /// Cursor: events older than this id (newest-first pages).
     before: Option<i64>,
+    /// Cursor: events newer than this id (oldest-first pages, following).
+    after: Option<i64>,
+    /// RFC 3339 time range.
+    since: Option<String>,
+    until: Option<String>,
     limit: Option<u32>,
 }
 
-/// Newest first; `next_before` is the cursor for the following page.
-async fn list_events(
-    _trusted: Trusted,
-    state: web::Data<HttpState>,
-    query: web::Query<EventQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let query = query.into_inner();
+fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    value
+        .map(|v| {
+            crate::timefmt::parse_rfc3339(v).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "{name} '{v}' is not a time like 2026-11-23T02:00:00Z"
+                ))
+            })
+        })
+        .transpose()
+}
+
+fn event_filter(query: EventQuery, ascending: bool) -> Result<EventFilter, ApiError> {
     let decision = match query.decision.as_deref() {
         None => None,
         Some("approved") => Some(Verdict::Approved),
@@ -200,13 +217,26 @@ async fn list_events(
             )))
         }
     };
-    let filter = EventFilter {
+    Ok(EventFilter {
+        since: parse_time("since", query.since.as_deref())?,
+        until: parse_time("until", query.until.as_deref())?,
         certname: query.certname,
         kind: query.kind,
         decision,
         before_id: query.before,
+        after_id: query.after,
+        ascending,
         limit: query.limit.unwrap_or(100).clamp(1, 1000),
-    };
+    })
+}
+
+/// Newest first; `next_before` is the cursor for the following page.
+async fn list_events(
+    _trusted: Trusted,
+    state: web::Data<HttpState>,
+    query: web::Query<EventQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let filter = event_filter(query.into_inner(), false)?;
     let events = state.app.events(&filter).await?;
     let next_before = (events.len() == filter.limit as usize)
         .then(|| events.last().map(|e| e.id))
@@ -215,4 +245,36 @@ async fn list_events(
         HttpResponse::Ok()
             .json(serde_json::json!({ "events": events, "next_before": next_before })),
     )
+}
+
+/// One host's timeline, oldest first: token issued, CSR decided, certificate signed,
+/// revoked, cleaned... `next_after` pages forward.
+async fn host_history(
+    _trusted: Trusted,
+    state: web::Data<HttpState>,
+    path: web::Path<String>,
+    query: web::Query<EventQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let mut query = query.into_inner();
+    query.certname = Some(path.into_inner());
+    let filter = event_filter(query, true)?;
+    let events = state.app.events(&filter).await?;
+    let next_after = (events.len() == filter.limit as usize)
+        .then(|| events.last().map(|e| e.id))
+        .flatten();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "certname": filter.certname,
+        "history": events,
+        "next_after": next_after,
+    })))
+}
+
+/// Prometheus exposition; read-only, so open like /features.
+async fn metrics(state: web::Data<HttpState>) -> Result<HttpResponse, ApiError> {
+    let store = &state.app.store;
+    let live = store.live_token_count(crate::timefmt::now()).await?;
+    let backlog = store.webhook_backlog().await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::metrics::METRICS.render(live, backlog)))
 }

@@ -95,6 +95,16 @@ pub struct CaImport {
     pub crl_number: u64,
 }
 
+/// A webhook delivery taken by a worker.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: i64,
+    pub target: String,
+    pub idempotency_key: String,
+    pub attempts: u32,
+    pub event: EventRecord,
+}
+
 /// One line of the certificate listing, from the status cache.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusRow {
@@ -248,6 +258,47 @@ pub trait Store: Send + Sync {
     /// CA that no longer signs). Tokens, the allow-list and events stay. Returns the
     /// certnames that had a certificate.
     async fn ca_reset(&self, event: NewEvent) -> Result<Vec<String>, StoreError>;
+
+    /// Which webhook targets want which event kinds ("*" = all). Every event recorded
+    /// afterwards gets one outbox row per matching target, in its own transaction.
+    async fn set_webhook_targets(
+        &self,
+        targets: Vec<(String, Vec<String>)>,
+    ) -> Result<(), StoreError>;
+
+    /// Take up to `limit` due deliveries for `lease` seconds (no other worker gets them
+    /// meanwhile).
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        limit: u32,
+        lease: i64,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    async fn delivery_done(&self, id: i64, now: i64) -> Result<(), StoreError>;
+
+    async fn delivery_failed(
+        &self,
+        id: i64,
+        next_attempt_at: i64,
+        error: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Deliveries not yet taken by their receiver.
+    async fn webhook_backlog(&self) -> Result<u64, StoreError>;
+
+    /// Record a `token_expired` event for every token that expired unused since the last
+    /// sweep. Returns how many.
+    async fn record_expired_tokens(&self, now: i64, actor: String) -> Result<u64, StoreError>;
+
+    /// Rejected decisions for `certname` at or after `since`.
+    async fn count_rejections(&self, certname: &str, since: i64) -> Result<u64, StoreError>;
+
+    /// Whether an event of `kind` exists for `certname` at or after `since`.
+    async fn has_event(&self, certname: &str, kind: &str, since: i64) -> Result<bool, StoreError>;
+
+    /// Live (usable) tokens now.
+    async fn live_token_count(&self, now: i64) -> Result<u64, StoreError>;
 
     /// A consistent copy of the whole database at `path` (a new file).
     async fn backup_to(&self, path: &std::path::Path) -> Result<(), StoreError>;

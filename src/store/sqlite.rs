@@ -14,8 +14,8 @@ use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
 
 use super::{
-    AllowRecord, CaCertificate, CaImport, CaRequest, Revocation, StatusRow, Store, StoreError,
-    TokenSelector,
+    AllowRecord, CaCertificate, CaImport, CaRequest, Delivery, Revocation, StatusRow, Store,
+    StoreError, TokenSelector,
 };
 use crate::domain::event::{kind, EventFilter, EventRecord, NewEvent};
 use crate::domain::token::{AltName, TokenHash, TokenRecord, TokenRequest};
@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_core.sql"),
     include_str!("../../migrations/sqlite/0002_ca.sql"),
     include_str!("../../migrations/sqlite/0003_status_cache.sql"),
+    include_str!("../../migrations/sqlite/0004_outbox.sql"),
 ];
 /// Most jobs one commit carries: bounds how long the first of them waits.
 const MAX_BATCH: usize = 256;
@@ -70,6 +71,8 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(unavailable)?;
         migrate(&mut conn)?;
+        conn.execute_batch("CREATE TEMP TABLE IF NOT EXISTS webhook_targets (name TEXT NOT NULL, kind TEXT NOT NULL)")
+            .map_err(unavailable)?;
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -215,6 +218,18 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 fn insert_event(conn: &Connection, e: &NewEvent) -> Result<i64, StoreError> {
+    let id = insert_event_row(conn, e)?;
+    // The outbox: one delivery per webhook that wants this kind, in this transaction.
+    conn.prepare_cached(
+        "INSERT INTO webhook_deliveries (event_id, target, idempotency_key, next_attempt_at) \
+         SELECT ?1, name, 'autosign-' || ?1 || '-' || name, ?2 FROM temp.webhook_targets WHERE kind = '*' OR kind = ?3",
+    )
+    .and_then(|mut stmt| stmt.execute(params![id, e.at, e.kind]))
+    .map_err(unavailable)?;
+    Ok(id)
+}
+
+fn insert_event_row(conn: &Connection, e: &NewEvent) -> Result<i64, StoreError> {
     let details = e.details.as_ref().map(|d| d.to_string());
     conn.prepare_cached(
         "INSERT INTO events (at, kind, certname, decision, reason, message, csr_fingerprint, token_id, actor, request_id, details) \
@@ -651,8 +666,18 @@ impl Store for SqliteStore {
         if let Some(before) = filter.before_id {
             add("id <", Value::Integer(before), &mut args);
         }
+        if let Some(after) = filter.after_id {
+            add("id >", Value::Integer(after), &mut args);
+        }
+        if let Some(since) = filter.since {
+            add("at >=", Value::Integer(since), &mut args);
+        }
+        if let Some(until) = filter.until {
+            add("at <=", Value::Integer(until), &mut args);
+        }
         args.push(Value::Integer(i64::from(filter.limit.clamp(1, 1000))));
-        sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
+        let order = if filter.ascending { "ASC" } else { "DESC" };
+        sql.push_str(&format!(" ORDER BY id {order} LIMIT ?{}", args.len()));
         self.read(|conn| {
             let rows: Vec<(EventRecord, Option<String>)> = conn
                 .prepare_cached(&sql)
@@ -923,6 +948,182 @@ impl Store for SqliteStore {
             Ok(names)
         })
         .await
+    }
+
+    async fn set_webhook_targets(
+        &self,
+        targets: Vec<(String, Vec<String>)>,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            conn.execute("DELETE FROM temp.webhook_targets", [])
+                .map_err(unavailable)?;
+            for (name, kinds) in &targets {
+                let kinds: Vec<&str> = if kinds.is_empty() {
+                    vec!["*"]
+                } else {
+                    kinds.iter().map(String::as_str).collect()
+                };
+                for kind in kinds {
+                    conn.execute(
+                        "INSERT INTO temp.webhook_targets (name, kind) VALUES (?1, ?2)",
+                        params![name, kind],
+                    )
+                    .map_err(unavailable)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        limit: u32,
+        lease: i64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let rows: Vec<(i64, String, String, u32, i64)> = self
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE webhook_deliveries SET claimed_until = ?1 + ?3 \
+                     WHERE id IN (SELECT id FROM webhook_deliveries WHERE delivered_at IS NULL AND next_attempt_at <= ?1 \
+                                  AND claimed_until <= ?1 ORDER BY id LIMIT ?2) \
+                     RETURNING id, target, idempotency_key, attempts, event_id",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![now, limit, lease], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+                        .collect()
+                })
+                .map_err(unavailable)
+            })
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, target, idempotency_key, attempts, event_id) in rows {
+            let event = self.read(|conn| {
+                let row = conn
+                    .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"))
+                    .and_then(|mut stmt| stmt.query_row([event_id], event_from_row))
+                    .map_err(unavailable)?;
+                let (mut event, details) = row;
+                event.details = parse_json(details)?;
+                Ok(event)
+            })?;
+            out.push(Delivery {
+                id,
+                target,
+                idempotency_key,
+                attempts,
+                event,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn delivery_done(&self, id: i64, now: i64) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE webhook_deliveries SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+                params![id, now],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delivery_failed(
+        &self,
+        id: i64,
+        next_attempt_at: i64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let error = error.chars().take(500).collect::<String>();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = ?2, claimed_until = 0, last_error = ?3 WHERE id = ?1",
+                params![id, next_attempt_at, error],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn webhook_backlog(&self) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            let n: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM webhook_deliveries WHERE delivered_at IS NULL",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?;
+            from_i64(n)
+        })
+    }
+
+    async fn record_expired_tokens(&self, now: i64, actor: String) -> Result<u64, StoreError> {
+        self.write(move |conn| {
+            let expired: Vec<(i64, String)> = conn
+                .prepare_cached(
+                    "UPDATE build_tokens SET expiry_recorded = 1 \
+                     WHERE expiry_recorded = 0 AND used_at IS NULL AND revoked_at IS NULL AND expires_at <= ?1 \
+                     RETURNING id, certname",
+                )
+                .and_then(|mut stmt| stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+                .map_err(unavailable)?;
+            for (id, certname) in &expired {
+                let event = NewEvent {
+                    at: now,
+                    kind: kind::TOKEN_EXPIRED,
+                    certname: Some(certname.clone()),
+                    decision: None,
+                    reason: None,
+                    message: Some(format!("build token {id} expired unused")),
+                    csr_fingerprint: None,
+                    token_id: Some(*id),
+                    actor: actor.clone(),
+                    request_id: None,
+                    details: None,
+                };
+                insert_event(conn, &event)?;
+            }
+            Ok(expired.len() as u64)
+        })
+        .await
+    }
+
+    async fn count_rejections(&self, certname: &str, since: i64) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            let n: i64 = conn
+                .prepare_cached("SELECT COUNT(*) FROM events WHERE certname = ?1 AND decision = 'rejected' AND at >= ?2")
+                .and_then(|mut stmt| stmt.query_row(params![certname, since], |r| r.get(0)))
+                .map_err(unavailable)?;
+            from_i64(n)
+        })
+    }
+
+    async fn has_event(&self, certname: &str, kind: &str, since: i64) -> Result<bool, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT 1 FROM events WHERE certname = ?1 AND kind = ?2 AND at >= ?3 LIMIT 1",
+            )
+            .and_then(|mut stmt| stmt.exists(params![certname, kind, since]))
+            .map_err(unavailable)
+        })
+    }
+
+    async fn live_token_count(&self, now: i64) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            let n: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM build_tokens WHERE used_at IS NULL AND revoked_at IS NULL AND expires_at > ?1",
+                    [now],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?;
+            from_i64(n)
+        })
     }
 
     async fn backup_to(&self, path: &std::path::Path) -> Result<(), StoreError> {

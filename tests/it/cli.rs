@@ -16,15 +16,40 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A served process that is killed when the test lets go of it, also when it panics (a
+/// survivor would hold the test harness's output open).
+pub struct Served(pub Child);
+
+impl std::ops::Deref for Served {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Served {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Start `autosign-proxy serve` and wait for its "listening" line; returns the child and
 /// every line it printed before.
-pub fn spawn_serve(dir: &std::path::Path, port: u16, extra: &[&str]) -> (Child, Vec<String>) {
+pub fn spawn_serve(dir: &std::path::Path, port: u16, extra: &[&str]) -> (Served, Vec<String>) {
     let mut child = Command::new(proxy_bin())
         .args(["serve", "--data-dir"])
         .arg(dir)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(extra)
         .env_remove("AUTOSIGN_PROXY_CONFIG")
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -44,7 +69,7 @@ pub fn spawn_serve(dir: &std::path::Path, port: u16, extra: &[&str]) -> (Child, 
     }
     // Keep draining stderr so the service never blocks on a full pipe.
     std::thread::spawn(move || for _ in reader.lines() {});
-    (child, lines)
+    (Served(child), lines)
 }
 
 fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {

@@ -4,6 +4,7 @@
 mod api;
 mod ca;
 pub mod cli;
+mod events;
 mod foreman;
 mod policy_exec;
 mod puppet;
