@@ -7,7 +7,7 @@
 //! cRLNumber. A CA revokes many certificates over its life, so the encoder writes every
 //! entry straight into one buffer and signs once.
 
-use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
+use aws_lc_rs::signature::UnparsedPublicKey;
 
 use super::issue::{cert_info, key_identifier, OID_AUTHORITY_KEY_ID};
 use super::signer::Signer;
@@ -24,14 +24,6 @@ pub const CRL_PEM_LABEL: &str = "X509 CRL";
 
 const ENUMERATED: u8 = 0x0a;
 
-const OID_P256: &str = "1.2.840.10045.3.1.7";
-const OID_P384: &str = "1.3.132.0.34";
-const OID_SHA256_RSA: &str = "1.2.840.113549.1.1.11";
-const OID_SHA384_RSA: &str = "1.2.840.113549.1.1.12";
-const OID_SHA512_RSA: &str = "1.2.840.113549.1.1.13";
-const OID_ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
-const OID_ECDSA_SHA384: &str = "1.2.840.10045.4.3.3";
-const OID_ECDSA_SHA512: &str = "1.2.840.10045.4.3.4";
 
 /// CRLReason (RFC 5280 5.3.1). Code 7 is unassigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -496,52 +488,9 @@ pub fn verify_signed(signed_der: &[u8], issuer_spki_der: &[u8]) -> Result<(), Ca
     ar.finish()?;
 
     let key = PublicKeyKind::from_spki(issuer_spki_der)?;
-    let unsupported = |what: String| Err(CaError::Key(format!("unsupported signature: {what}")));
-    let (verify_alg, key_bytes): (&'static dyn VerificationAlgorithm, &[u8]) =
-        match (&key, alg_oid.as_str()) {
-            (
-                PublicKeyKind::Rsa { der: k, .. },
-                OID_SHA256_RSA | OID_SHA384_RSA | OID_SHA512_RSA,
-            ) => {
-                // RFC 4055: NULL or absent parameters.
-                if params.is_some_and(|p| p.raw != [der::NULL, 0]) {
-                    return unsupported("RSA signature with unexpected parameters".into());
-                }
-                let alg: &'static dyn VerificationAlgorithm = match alg_oid.as_str() {
-                    OID_SHA256_RSA => &signature::RSA_PKCS1_2048_8192_SHA256,
-                    OID_SHA384_RSA => &signature::RSA_PKCS1_2048_8192_SHA384,
-                    _ => &signature::RSA_PKCS1_2048_8192_SHA512,
-                };
-                (alg, k)
-            }
-            (
-                PublicKeyKind::Ec { curve, point },
-                OID_ECDSA_SHA256 | OID_ECDSA_SHA384 | OID_ECDSA_SHA512,
-            ) => {
-                if params.is_some() {
-                    return unsupported("ECDSA signature with parameters".into());
-                }
-                let alg: &'static dyn VerificationAlgorithm =
-                    match (curve.as_str(), alg_oid.as_str()) {
-                        (OID_P256, OID_ECDSA_SHA256) => &signature::ECDSA_P256_SHA256_ASN1,
-                        (OID_P256, OID_ECDSA_SHA384) => &signature::ECDSA_P256_SHA384_ASN1,
-                        (OID_P256, _) => &signature::ECDSA_P256_SHA512_ASN1,
-                        (OID_P384, OID_ECDSA_SHA256) => &signature::ECDSA_P384_SHA256_ASN1,
-                        (OID_P384, OID_ECDSA_SHA384) => &signature::ECDSA_P384_SHA384_ASN1,
-                        (OID_P384, _) => &signature::ECDSA_P384_SHA512_ASN1,
-                        (other, _) => {
-                            return unsupported(format!("EC curve {other} (P-256 or P-384)"))
-                        }
-                    };
-                (alg, point)
-            }
-            (key, other) => {
-                return unsupported(format!(
-                    "algorithm {other} with an {} key",
-                    key.description()
-                ))
-            }
-        };
+    let (verify_alg, key_bytes) =
+        crate::domain::csr::verifier_for(&key, &alg_oid, params.map(|p| p.raw))
+            .map_err(|what| CaError::Key(format!("unsupported signature: {what}")))?;
     UnparsedPublicKey::new(verify_alg, key_bytes)
         .verify(tbs.raw, signature)
         .map_err(|_| {

@@ -581,75 +581,78 @@ impl Csr {
     /// Proof of possession: the signature over the CertificationRequestInfo bytes exactly as
     /// received, never a re-encoding.
     pub fn verify_signature(&self) -> Result<(), CsrError> {
-        let alg = self.verification_algorithm()?;
-        let key: &[u8] = match &self.key {
-            PublicKeyKind::Rsa { der, .. } => der,
-            PublicKeyKind::Ec { point, .. } => point,
-            PublicKeyKind::Other { .. } => {
-                return Err(CsrError::UnsupportedAlgorithm(self.key.description()))
-            }
-        };
+        let (alg, key) = verifier_for(
+            &self.key,
+            &self.signature_algorithm,
+            self.signature_params.as_deref(),
+        )
+        .map_err(CsrError::UnsupportedAlgorithm)?;
         UnparsedPublicKey::new(alg, key)
             .verify(&self.info, &self.signature)
             .map_err(|_| CsrError::BadSignature)
     }
 
-    fn verification_algorithm(&self) -> Result<&'static dyn VerificationAlgorithm, CsrError> {
-        let unsupported = |what: &str| Err(CsrError::UnsupportedAlgorithm(what.to_string()));
-        let sig = self.signature_algorithm.as_str();
-        match (&self.key, sig) {
-            (_, OID_SHA1_RSA | OID_ECDSA_SHA1) => unsupported("SHA-1 signatures (use SHA-256)"),
-            (_, OID_MD5_RSA) => unsupported("MD5 signatures (use SHA-256)"),
-            (_, OID_RSA_PSS) => unsupported("RSA-PSS signatures"),
-            (PublicKeyKind::Rsa { bits, .. }, _) if *bits < 2048 => Err(
-                CsrError::UnsupportedAlgorithm(format!("RSA {bits} keys (at least 2048 bits)")),
-            ),
-            (PublicKeyKind::Rsa { .. }, OID_SHA256_RSA | OID_SHA384_RSA | OID_SHA512_RSA) => {
-                // RFC 4055: parameters are NULL or absent; anything else is not this algorithm.
-                match self.signature_params.as_deref() {
-                    None | Some([der::NULL, 0]) => {}
-                    Some(_) => return unsupported("RSA signature with unexpected parameters"),
-                }
-                Ok(match sig {
-                    OID_SHA256_RSA => &signature::RSA_PKCS1_2048_8192_SHA256,
-                    OID_SHA384_RSA => &signature::RSA_PKCS1_2048_8192_SHA384,
-                    _ => &signature::RSA_PKCS1_2048_8192_SHA512,
-                })
-            }
-            (
-                PublicKeyKind::Ec { curve, .. },
-                OID_ECDSA_SHA256 | OID_ECDSA_SHA384 | OID_ECDSA_SHA512,
-            ) => {
-                if self.signature_params.is_some() {
-                    return unsupported("ECDSA signature with parameters");
-                }
-                Ok(match (curve.as_str(), sig) {
-                    (OID_P256, OID_ECDSA_SHA256) => &signature::ECDSA_P256_SHA256_ASN1,
-                    (OID_P256, OID_ECDSA_SHA384) => &signature::ECDSA_P256_SHA384_ASN1,
-                    (OID_P256, _) => &signature::ECDSA_P256_SHA512_ASN1,
-                    (OID_P384, OID_ECDSA_SHA256) => &signature::ECDSA_P384_SHA256_ASN1,
-                    (OID_P384, OID_ECDSA_SHA384) => &signature::ECDSA_P384_SHA384_ASN1,
-                    (OID_P384, _) => &signature::ECDSA_P384_SHA512_ASN1,
-                    (other, _) => {
-                        return Err(CsrError::UnsupportedAlgorithm(format!(
-                            "EC {} keys (P-256 and P-384 are supported)",
-                            curve_name(other)
-                        )))
-                    }
-                })
-            }
-            (PublicKeyKind::Other { .. }, _) => {
-                Err(CsrError::UnsupportedAlgorithm(self.key.description()))
-            }
-            (_, other) => Err(CsrError::UnsupportedAlgorithm(format!(
-                "signature algorithm {other} with an {} key",
-                self.key.description()
-            ))),
-        }
-    }
-
     pub fn fingerprint_sha256(&self) -> String {
         fingerprint_sha256(&self.der)
+    }
+}
+
+/// The one place that decides which signatures the service accepts, for CSRs,
+/// certificates and CRLs alike: RSA PKCS#1 v1.5 with SHA-256/384/512 on keys of at least
+/// 2048 bits, and ECDSA on P-256/P-384. Returns the aws-lc-rs algorithm and the key bytes
+/// it verifies with; `params` are the raw AlgorithmIdentifier parameters, if any.
+pub fn verifier_for<'k>(
+    key: &'k PublicKeyKind,
+    sig_oid: &str,
+    params: Option<&[u8]>,
+) -> Result<(&'static dyn VerificationAlgorithm, &'k [u8]), String> {
+    match (key, sig_oid) {
+        (_, OID_SHA1_RSA | OID_ECDSA_SHA1) => Err("SHA-1 signatures (use SHA-256)".into()),
+        (_, OID_MD5_RSA) => Err("MD5 signatures (use SHA-256)".into()),
+        (_, OID_RSA_PSS) => Err("RSA-PSS signatures".into()),
+        (PublicKeyKind::Rsa { bits, .. }, _) if *bits < 2048 => {
+            Err(format!("RSA {bits} keys (at least 2048 bits)"))
+        }
+        (PublicKeyKind::Rsa { der, .. }, OID_SHA256_RSA | OID_SHA384_RSA | OID_SHA512_RSA) => {
+            // RFC 4055: parameters are NULL or absent; anything else is not this algorithm.
+            if !matches!(params, None | Some([der::NULL, 0])) {
+                return Err("RSA signature with unexpected parameters".into());
+            }
+            let alg: &'static dyn VerificationAlgorithm = match sig_oid {
+                OID_SHA256_RSA => &signature::RSA_PKCS1_2048_8192_SHA256,
+                OID_SHA384_RSA => &signature::RSA_PKCS1_2048_8192_SHA384,
+                _ => &signature::RSA_PKCS1_2048_8192_SHA512,
+            };
+            Ok((alg, der))
+        }
+        (
+            PublicKeyKind::Ec { curve, point },
+            OID_ECDSA_SHA256 | OID_ECDSA_SHA384 | OID_ECDSA_SHA512,
+        ) => {
+            if params.is_some() {
+                return Err("ECDSA signature with parameters".into());
+            }
+            let alg: &'static dyn VerificationAlgorithm = match (curve.as_str(), sig_oid) {
+                (OID_P256, OID_ECDSA_SHA256) => &signature::ECDSA_P256_SHA256_ASN1,
+                (OID_P256, OID_ECDSA_SHA384) => &signature::ECDSA_P256_SHA384_ASN1,
+                (OID_P256, _) => &signature::ECDSA_P256_SHA512_ASN1,
+                (OID_P384, OID_ECDSA_SHA256) => &signature::ECDSA_P384_SHA256_ASN1,
+                (OID_P384, OID_ECDSA_SHA384) => &signature::ECDSA_P384_SHA384_ASN1,
+                (OID_P384, _) => &signature::ECDSA_P384_SHA512_ASN1,
+                (other, _) => {
+                    return Err(format!(
+                        "EC {} keys (P-256 and P-384 are supported)",
+                        curve_name(other)
+                    ))
+                }
+            };
+            Ok((alg, point))
+        }
+        (PublicKeyKind::Other { .. }, _) => Err(key.description()),
+        (_, other) => Err(format!(
+            "signature algorithm {other} with an {} key",
+            key.description()
+        )),
     }
 }
 
