@@ -24,7 +24,6 @@ pub const CRL_PEM_LABEL: &str = "X509 CRL";
 
 const ENUMERATED: u8 = 0x0a;
 
-
 /// CRLReason (RFC 5280 5.3.1). Code 7 is unassigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CrlReason {
