@@ -280,9 +280,12 @@ impl Authority {
             }
         };
         if approved {
+            // Whatever reached here passed the autosign checks: under `policy` the pipeline
+            // has refused every authorization extension the site does not allow (and
+            // pp_cli_auth always), so the ones left are copied; `true`/`exec:` allow none.
             let options = SignOptions {
                 allow_alt_names: true,
-                allow_authorization_extensions: false,
+                allow_authorization_extensions: self.settings.autosign == AutosignMode::Policy,
                 ttl_seconds: None,
             };
             self.issue(&certname, &csr, options, actor, "autosigned")

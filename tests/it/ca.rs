@@ -1021,3 +1021,40 @@ fn regenerate_backs_up_everything_and_starts_a_new_ca() {
         "tokens survive a CA regeneration"
     );
 }
+
+#[test]
+fn authorization_extensions_the_site_allows_reach_the_certificate() {
+    let svc = Service::start_with("ca-auth-ext", |c| {
+        c.policy.allowed_auth_extensions = vec!["1.3.6.1.4.1.34380.1.3.13".into()];
+    });
+    let mut c = svc.client();
+    let token = foreman_token(&mut c, "role.example.com");
+    let csr = openssl_csr(&CsrOpts::new("role.example.com").challenge(&token).ext(&[
+        "1.3.6.1.4.1.34380.1.3.13 = ASN1:UTF8String:webserver",
+        "1.3.6.1.4.1.34380.1.1.1 = ASN1:UTF8String:abc",
+    ]));
+    submit(&mut c, "role.example.com", &csr);
+    let st = status(&mut c, "role.example.com");
+    assert_eq!(st["state"], "signed");
+    assert_eq!(
+        st["authorization_extensions"]["pp_auth_role"], "webserver",
+        "{st}"
+    );
+    // pp_cli_auth is still refused, whatever is allowed: the request stays pending.
+    let token = foreman_token(&mut c, "admin.example.com");
+    let csr = openssl_csr(
+        &CsrOpts::new("admin.example.com")
+            .challenge(&token)
+            .ext(&["1.3.6.1.4.1.34380.1.3.39 = ASN1:UTF8String:true"]),
+    );
+    submit(&mut c, "admin.example.com", &csr);
+    let st = status(&mut c, "admin.example.com");
+    assert_eq!(st["state"], "requested");
+    assert!(
+        st["pending_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("forbidden_extension"),
+        "{st}"
+    );
+}
