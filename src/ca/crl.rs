@@ -13,7 +13,7 @@ use super::issue::{cert_info, key_identifier, OID_AUTHORITY_KEY_ID};
 use super::signer::Signer;
 use super::CaError;
 use crate::der::{self, Reader, Tlv};
-use crate::domain::csr::{read_extensions, read_name, PublicKeyKind};
+use crate::domain::csr::{read_extensions, read_name, read_wrapped_extensions, PublicKeyKind};
 use crate::pem;
 
 pub const OID_CRL_NUMBER: &str = "2.5.29.20";
@@ -290,6 +290,13 @@ impl CrlInfo {
 /// Reads a CRL leniently (PEM — the first X509 CRL block — or DER): v1 CRLs, unknown
 /// extensions and unknown reason codes are accepted, for served CRL chains and imported
 /// `ca_crl.pem` files. Does not check the signature (see [`verify_crl`]).
+/// The CRL's thisUpdate, without reading its revoked entries (every agent fetches the
+/// CRL; this is what Last-Modified needs).
+pub fn crl_this_update(der_or_pem: &[u8]) -> Result<i64, CaError> {
+    let der_bytes = first_crl_der(der_or_pem)?;
+    Ok(parse_crl(&der_bytes)?.this_update)
+}
+
 pub fn crl_info(der_or_pem: &[u8]) -> Result<CrlInfo, CaError> {
     let der_bytes = first_crl_der(der_or_pem)?;
     let crl = parse_crl(&der_bytes)?;
@@ -533,15 +540,7 @@ fn parse_crl(crl_der: &[u8]) -> Result<ParsedCrl<'_>, CaError> {
         _ => None,
     };
     let revoked = r.read_optional(der::SEQUENCE)?;
-    let extensions = match r.read_optional(der::context_constructed(0))? {
-        Some(wrapper) => {
-            let mut wr = wrapper.reader();
-            let seq = wr.expect(der::SEQUENCE)?;
-            wr.finish()?;
-            read_extensions(&seq)?
-        }
-        None => Vec::new(),
-    };
+    let extensions = read_wrapped_extensions(&mut r, der::context_constructed(0))?;
     r.finish()?;
     Ok(ParsedCrl {
         inner_alg,

@@ -7,7 +7,7 @@ use super::signer::Signer;
 use super::CaError;
 use crate::der::{self, Reader, Tlv};
 use crate::domain::csr::{
-    parse_general_names, read_extensions, read_name, CsrExtension, GeneralName,
+    parse_general_names, read_name, read_wrapped_extensions, CsrExtension, GeneralName,
     OID_SUBJECT_ALT_NAME,
 };
 use crate::pem;
@@ -374,15 +374,7 @@ fn parse_certificate(cert_der: &[u8]) -> Result<ParsedCert<'_>, CaError> {
     let spki = r.expect(der::SEQUENCE)?;
     r.read_optional(der::context_primitive(1))?;
     r.read_optional(der::context_primitive(2))?;
-    let extensions = match r.read_optional(der::context_constructed(3))? {
-        Some(wrapper) => {
-            let mut wr = wrapper.reader();
-            let seq = wr.expect(der::SEQUENCE)?;
-            wr.finish()?;
-            read_extensions(&seq)?
-        }
-        None => Vec::new(),
-    };
+    let extensions = read_wrapped_extensions(&mut r, der::context_constructed(3))?;
     r.finish()?;
 
     let mut vr = validity.reader();

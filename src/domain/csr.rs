@@ -347,6 +347,20 @@ pub fn read_name(name: &Tlv<'_>) -> Result<(Vec<String>, bool), DerError> {
 }
 
 /// Reads `SEQUENCE OF Extension` (the content of extensionRequest or a certificate's [3]).
+/// The Extensions inside an optional explicit `[tag]` wrapper (a certificate's `[3]`, a
+/// CRL's `[0]`); none when the wrapper is absent.
+pub fn read_wrapped_extensions(r: &mut Reader<'_>, tag: u8) -> Result<Vec<CsrExtension>, DerError> {
+    match r.read_optional(tag)? {
+        Some(wrapper) => {
+            let mut wr = wrapper.reader();
+            let seq = wr.expect(der::SEQUENCE)?;
+            wr.finish()?;
+            read_extensions(&seq)
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
 pub fn read_extensions(seq: &Tlv<'_>) -> Result<Vec<CsrExtension>, DerError> {
     if seq.tag != der::SEQUENCE {
         return Err(DerError("extensions are not a SEQUENCE"));

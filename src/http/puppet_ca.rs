@@ -121,13 +121,22 @@ fn text(body: String) -> HttpResponse {
         .body(body)
 }
 
-/// 304 when the client's copy (If-Modified-Since) is not older than `modified`.
-fn not_modified(req: &HttpRequest, modified: i64) -> bool {
-    req.headers()
+/// The body with Last-Modified, or 304 when the client's copy (If-Modified-Since) is not
+/// older than `modified`.
+fn text_since(req: &HttpRequest, body: String, modified: i64) -> HttpResponse {
+    let fresh = req
+        .headers()
         .get(header::IF_MODIFIED_SINCE)
         .and_then(|v| v.to_str().ok())
         .and_then(timefmt::parse_http_date)
-        .is_some_and(|since| since >= modified)
+        .is_some_and(|since| since >= modified);
+    if fresh {
+        return HttpResponse::NotModified().finish();
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .insert_header((header::LAST_MODIFIED, timefmt::http_date(modified)))
+        .body(body)
 }
 
 async fn certificate(
@@ -142,13 +151,7 @@ async fn certificate(
     let modified = crate::ca::issue::cert_info(pem.as_bytes())
         .map(|i| i.not_before)
         .unwrap_or(0);
-    if not_modified(&req, modified) {
-        return Ok(HttpResponse::NotModified().finish());
-    }
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .insert_header((header::LAST_MODIFIED, timefmt::http_date(modified)))
-        .body(pem))
+    Ok(text_since(&req, pem, modified))
 }
 
 async fn get_request(
@@ -316,16 +319,8 @@ async fn statuses(
 
 async fn crl(req: HttpRequest, state: web::Data<HttpState>) -> Result<HttpResponse, PlainError> {
     let pem = state.authority.crl_pem().await?;
-    let modified = crate::ca::crl::crl_info(pem.as_bytes())
-        .map(|i| i.this_update)
-        .unwrap_or(0);
-    if not_modified(&req, modified) {
-        return Ok(HttpResponse::NotModified().finish());
-    }
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .insert_header((header::LAST_MODIFIED, timefmt::http_date(modified)))
-        .body(pem))
+    let modified = crate::ca::crl::crl_this_update(pem.as_bytes()).unwrap_or(0);
+    Ok(text_since(&req, pem, modified))
 }
 
 async fn put_crl(_admin: Admin) -> Result<HttpResponse, PlainError> {
