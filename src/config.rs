@@ -14,8 +14,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// HTTPS listen address.
     pub listen: String,
-    /// Empty: SQLite in `data_dir`.
+    /// Empty: SQLite in `data_dir`. `postgres://user:password@host:5432/db`: PostgreSQL,
+    /// which several replicas can share.
     pub database_url: String,
+    /// Most connections one process keeps open to PostgreSQL.
+    pub database_max_connections: usize,
     /// error, warn, info, debug or trace.
     pub log_level: String,
     /// Client certificate CNs allowed to use the provisioning and Foreman APIs (the
@@ -147,6 +150,7 @@ impl Default for Config {
             data_dir: default_data_dir(),
             listen: "127.0.0.1:8140".into(),
             database_url: String::new(),
+            database_max_connections: 16,
             log_level: "info".into(),
             trusted_hosts: Vec::new(),
             tls: TlsConfig::default(),
@@ -269,6 +273,17 @@ impl Config {
                 "tokens.default_ttl_minutes must be between 1 and {}",
                 crate::domain::token::MAX_TTL_MINUTES
             )));
+        }
+        if !self.database_url.is_empty() && !crate::service::is_postgres_url(&self.database_url) {
+            return Err(ConfigError(
+                "database_url must be a postgres:// or postgresql:// URL (empty: SQLite in data_dir)"
+                    .into(),
+            ));
+        }
+        if self.database_max_connections < 1 {
+            return Err(ConfigError(
+                "database_max_connections must be at least 1".into(),
+            ));
         }
         if !matches!(
             self.log_level.as_str(),

@@ -33,6 +33,10 @@ struct Cli {
     /// Data directory: database, CA and TLS files.
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL instead of SQLite: postgres://user:password@host:5432/db (also
+    /// AUTOSIGN_PROXY_DATABASE_URL or database_url in the config).
+    #[arg(long, global = true)]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -62,6 +66,16 @@ enum Command {
     /// The built-in Puppet CA.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Move the SQLite state of the data directory into an empty PostgreSQL database
+    /// (one transaction, then a row count check per table). Stop the service first.
+    Migrate {
+        /// The PostgreSQL database to fill: postgres://user:password@host:5432/db.
+        #[arg(long)]
+        to: String,
+        /// The SQLite file (default: autosign-proxy.db in the data directory).
+        #[arg(long)]
+        from: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -229,6 +243,12 @@ fn main() -> ExitCode {
     if let Some(dir) = cli.data_dir {
         config.data_dir = dir;
     }
+    if let Some(url) = cli.database_url {
+        if !url.is_empty() && !service::is_postgres_url(&url) {
+            return fail("--database-url must be a postgres:// or postgresql:// URL");
+        }
+        config.database_url = url;
+    }
     let result = actix_web::rt::System::new().block_on(run(cli.command, config));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -266,16 +286,55 @@ async fn run(command: Command, mut config: Config) -> Result<(), String> {
         }
         return serve(config, workers).await;
     }
+    if let Command::Migrate { to, from } = command {
+        return migrate(&config, &to, from).await;
+    }
     let store = service::open_store(&config).await?;
     let app = App::new(store, config);
     let actor = cli_actor();
     match command {
-        Command::Serve { .. } => Ok(()),
+        Command::Serve { .. } | Command::Migrate { .. } => Ok(()),
         Command::Token(cmd) => token(&app, &actor, cmd).await,
         Command::Autosign(cmd) => autosign(&app, &actor, cmd).await,
         Command::Events(args) => events(&app, args).await,
         Command::Ca(cmd) => ca(app, &actor, cmd).await,
     }
+}
+
+async fn migrate(config: &Config, to: &str, from: Option<PathBuf>) -> Result<(), String> {
+    use autosign_proxy::store::{migrate, postgres::PostgresStore};
+    if !service::is_postgres_url(to) {
+        return Err("--to must be a postgres:// or postgresql:// URL".into());
+    }
+    let source = from.unwrap_or_else(|| config.sqlite_path());
+    let target = PostgresStore::open(to, 2)
+        .await
+        .map_err(|e| format!("{e} ({})", service::redacted(to)))?;
+    eprintln!(
+        "autosign-proxy: copying {} into {}",
+        source.display(),
+        service::redacted(to)
+    );
+    let mut last = ("", 0);
+    let counts = migrate::sqlite_to_postgres(&source, &target, &mut |table, n| {
+        if table != last.0 || n >= last.1 + 100_000 {
+            eprintln!("autosign-proxy:   {table}: {n} rows");
+            last = (table, n);
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    println!("migrated, row counts checked:");
+    for (table, n) in counts {
+        println!("  {table:<20} {n}");
+    }
+    println!(
+        "next: set database_url = \"{}\" for every replica, give each the CA's \
+         ca/ca_key.pem and ca/ca_crt.pem from {}, and keep the SQLite file as a backup",
+        service::redacted(to),
+        config.data_dir.display()
+    );
+    Ok(())
 }
 
 async fn serve(config: Config, workers: Option<usize>) -> Result<(), String> {

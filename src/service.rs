@@ -14,24 +14,34 @@ use crate::http::{self, HttpState, RunningServer};
 use crate::notify::{self, Webhook};
 use crate::proxied_ca::PuppetserverCa;
 use crate::state::{self, DataDir};
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 use autosign_policy::TlsFiles;
 
-/// Open the configured store: SQLite in the data directory unless `database_url` says
-/// otherwise.
+/// Open the configured store: SQLite in the data directory, or the PostgreSQL database
+/// `database_url` names (which several replicas can share).
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
-    if !config.database_url.is_empty() {
+    let store: Arc<dyn Store> = if config.database_url.is_empty() {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
+        Arc::new(
+            SqliteStore::open(&config.sqlite_path())
+                .await
+                .map_err(|e| e.to_string())?,
+        )
+    } else if is_postgres_url(&config.database_url) {
+        Arc::new(
+            PostgresStore::open(&config.database_url, config.database_max_connections)
+                .await
+                .map_err(|e| format!("{e} ({})", redacted(&config.database_url)))?,
+        )
+    } else {
         return Err(format!(
-            "database_url '{}' is not supported by this build; leave it empty for SQLite",
-            config.database_url
+            "database_url '{}' is not a postgres:// or postgresql:// URL; leave it empty for SQLite",
+            redacted(&config.database_url)
         ));
-    }
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
-    let store = SqliteStore::open(&config.sqlite_path())
-        .await
-        .map_err(|e| e.to_string())?;
+    };
     // Every process that records events (the service and the CLI) writes their webhook
     // deliveries in the same transaction.
     let targets = config
@@ -43,7 +53,30 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
         .set_webhook_targets(targets)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(Arc::new(store))
+    Ok(store)
+}
+
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// The URL without its password, for messages and logs.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{path}")
+            } else {
+                url.to_string()
+            }
+        }
+        None => url.to_string(),
+    }
 }
 
 /// A started service: the server future to await, and what it is using.

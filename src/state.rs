@@ -15,7 +15,7 @@ use crate::ca::PP_CLI_AUTH_OID;
 use crate::config::Config;
 use crate::domain::csr::GeneralName;
 use crate::pem;
-use crate::store::Store;
+use crate::store::{CaIdentity, Store};
 use crate::timefmt;
 
 /// The CN of the client certificate the service always trusts (the local CLI's).
@@ -137,6 +137,7 @@ pub async fn initialize(
     let now = timefmt::now();
     let ca_key = ensure_ca(config, &dir, store, now, say).await?;
     let ca_der = read_first_cert(&dir.ca_cert())?;
+    claim_ca(&dir, store, &ca_der, now).await?;
     if !dir.ca_bundle().exists() {
         write_file(
             &dir.ca_bundle(),
@@ -208,6 +209,16 @@ async fn ensure_ca(
     match (dir.ca_key().exists(), dir.ca_cert().exists()) {
         (true, true) => Ok(None),
         (false, false) => {
+            if let Some(owner) = store.ca_identity().await.map_err(|e| err("the database", e))? {
+                return Err(StateError(format!(
+                    "the database already belongs to the CA '{}' (SHA-256 {}), but {} holds no CA: \
+                     copy ca_key.pem (mode 0600) and ca_crt.pem of that CA there from another replica, \
+                     or use a database of its own",
+                    owner.subject,
+                    owner.fingerprint,
+                    dir.ca_key().parent().unwrap_or(&dir.root).display()
+                )));
+            }
             let algorithm: KeyAlgorithm = config
                 .ca
                 .key_algorithm
@@ -239,6 +250,46 @@ async fn ensure_ca(
             dir.ca_key().display()
         ))),
     }
+}
+
+/// The identity of a CA certificate as the store records it.
+pub fn ca_identity_of(ca_der: &[u8]) -> CaIdentity {
+    let subject = issue::cert_info(ca_der)
+        .ok()
+        .and_then(|info| info.common_name)
+        .unwrap_or_default();
+    CaIdentity {
+        fingerprint: crate::domain::csr::fingerprint_sha256(ca_der),
+        subject,
+    }
+}
+
+/// Bind the store to this CA, or refuse: replicas sharing a database must sign with one
+/// CA, and a process holding another CA's files must not sign into this state.
+async fn claim_ca(
+    dir: &DataDir,
+    store: &dyn Store,
+    ca_der: &[u8],
+    now: i64,
+) -> Result<(), StateError> {
+    let ours = ca_identity_of(ca_der);
+    let owner = store
+        .claim_ca_identity(&ours, now)
+        .await
+        .map_err(|e| err("the database", e))?;
+    if owner != ours {
+        return Err(StateError(format!(
+            "{} is the CA '{}' (SHA-256 {}), but the database belongs to the CA '{}' (SHA-256 {}): \
+             refusing to sign with another CA's key; copy that CA's ca_key.pem and ca_crt.pem into {}",
+            dir.ca_cert().display(),
+            ours.subject,
+            ours.fingerprint,
+            owner.subject,
+            owner.fingerprint,
+            dir.ca_cert().parent().unwrap_or(&dir.root).display()
+        )));
+    }
+    Ok(())
 }
 
 /// localhost, the loopback addresses, this host's name, and what the config adds.

@@ -1,7 +1,12 @@
 //! Persistence behind one trait in domain verbs, so the decision code never sees SQL.
 //! `sqlite` is the embedded default; other backends implement the same trait.
 
+pub mod migrate;
+pub mod postgres;
+pub mod scratch;
 pub mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 
@@ -120,6 +125,14 @@ pub struct Revocation {
     pub serial: u64,
     pub revoked_at: i64,
     pub reason: Option<u8>,
+}
+
+/// Which CA a state belongs to: the SHA-256 fingerprint of its certificate, and its
+/// subject for messages. Replicas sharing a database must all sign with this CA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaIdentity {
+    pub fingerprint: String,
+    pub subject: String,
 }
 
 /// Which tokens to revoke.
@@ -314,4 +327,15 @@ pub trait Store: Send + Sync {
 
     /// The newest CRL built, with its number.
     async fn ca_crl(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
+
+    /// The CA this state belongs to, if one claimed it.
+    async fn ca_identity(&self) -> Result<Option<CaIdentity>, StoreError>;
+
+    /// Claim the state for `identity` unless a CA already did; returns the owner (which
+    /// the caller compares with its own). An import or a regeneration clears the claim.
+    async fn claim_ca_identity(
+        &self,
+        identity: &CaIdentity,
+        now: i64,
+    ) -> Result<CaIdentity, StoreError>;
 }

@@ -14,8 +14,8 @@ use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
 
 use super::{
-    AllowRecord, CaCertificate, CaImport, CaRequest, Delivery, Revocation, StatusRow, Store,
-    StoreError, TokenSelector,
+    AllowRecord, CaCertificate, CaIdentity, CaImport, CaRequest, Delivery, Revocation, StatusRow,
+    Store, StoreError, TokenSelector,
 };
 use crate::domain::event::{kind, EventFilter, EventRecord, NewEvent};
 use crate::domain::token::{AltName, TokenHash, TokenRecord, TokenRequest};
@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_ca.sql"),
     include_str!("../../migrations/sqlite/0003_status_cache.sql"),
     include_str!("../../migrations/sqlite/0004_outbox.sql"),
+    include_str!("../../migrations/sqlite/0005_ca_identity.sql"),
 ];
 /// Most jobs one commit carries: bounds how long the first of them waits.
 const MAX_BATCH: usize = 256;
@@ -182,7 +183,7 @@ fn write_loop(conn: &Connection, jobs: &mpsc::Receiver<Job>) {
     }
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let fail = |e: rusqlite::Error| StoreError::Migration(e.to_string());
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
         .map_err(fail)?;
@@ -904,8 +905,8 @@ impl Store for SqliteStore {
                 )));
             }
             // The service's own certificates were issued by the CA being replaced.
-            conn.execute("DELETE FROM ca_certificates", []).map_err(unavailable)?;
-            conn.execute("DELETE FROM ca_requests", []).map_err(unavailable)?;
+            conn.execute_batch("DELETE FROM ca_certificates; DELETE FROM ca_requests; DELETE FROM ca_identity;")
+                .map_err(unavailable)?;
             for (c, status_json) in &import.certificates {
                 insert_certificate(conn, c, status_json.as_deref())?;
             }
@@ -940,7 +941,7 @@ impl Store for SqliteStore {
                 .and_then(|mut stmt| stmt.query_map([], |r| r.get(0))?.collect())
                 .map_err(unavailable)?;
             conn.execute_batch(
-                "DELETE FROM ca_certificates; DELETE FROM ca_requests; \
+                "DELETE FROM ca_certificates; DELETE FROM ca_requests; DELETE FROM ca_identity; \
                  UPDATE ca_crl SET crl_der = NULL, crl_number = 0 WHERE id = 1;",
             )
             .map_err(unavailable)?;
@@ -1192,166 +1193,41 @@ impl Store for SqliteStore {
             }
         })
     }
+
+    async fn ca_identity(&self) -> Result<Option<CaIdentity>, StoreError> {
+        self.read(read_ca_identity)
+    }
+
+    async fn claim_ca_identity(
+        &self,
+        identity: &CaIdentity,
+        now: i64,
+    ) -> Result<CaIdentity, StoreError> {
+        let identity = identity.clone();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO ca_identity (id, fingerprint, subject, claimed_at) VALUES (1, ?1, ?2, ?3) ON CONFLICT (id) DO NOTHING",
+                params![identity.fingerprint, identity.subject, now],
+            )
+            .map_err(unavailable)?;
+            read_ca_identity(conn)?
+                .ok_or_else(|| StoreError::Unavailable("the CA identity vanished".into()))
+        })
+        .await
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::certname::Certname;
-    use crate::domain::event::Actor;
-
-    fn run<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap()
-            .block_on(f)
-    }
-
-    async fn fresh(name: &str) -> SqliteStore {
-        let dir =
-            std::env::temp_dir().join(format!("autosign-store-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        SqliteStore::open(&dir.join("db.sqlite")).await.unwrap()
-    }
-
-    fn event(at: i64) -> NewEvent {
-        NewEvent::new(at, kind::TOKEN_ISSUED, &Actor::new("test", None))
-    }
-
-    async fn token(store: &SqliteStore, name: &str, secret: &str, now: i64) -> TokenRecord {
-        let request =
-            TokenRequest::new(Certname::parse(name).unwrap(), vec![], None, Some(60)).unwrap();
-        store
-            .issue_token(&request, &TokenHash::of(secret), now, event(now))
-            .await
-            .unwrap()
-    }
-
-    #[test]
-    fn a_token_is_consumed_once_and_only_while_live() {
-        run(async {
-            let store = fresh("consume").await;
-            let t = token(&store, "a.example.com", "s1", 1000).await;
-            assert_eq!(t.expires_at, 1000 + 3600);
-            assert!(store
-                .consume_token(t.id, 1001, event(1001))
-                .await
-                .unwrap()
-                .is_some());
-            assert!(store
-                .consume_token(t.id, 1002, event(1002))
-                .await
-                .unwrap()
-                .is_none());
-            let found = store
-                .find_token(&TokenHash::of("s1"))
-                .await
-                .unwrap()
-                .unwrap();
-            assert_eq!(found.used_at, Some(1001));
-
-            let late = token(&store, "b.example.com", "s2", 1000).await;
-            assert!(
-                store
-                    .consume_token(late.id, 1000 + 3600, event(5000))
-                    .await
-                    .unwrap()
-                    .is_none(),
-                "expired"
-            );
-            let revoked = token(&store, "c.example.com", "s3", 1000).await;
-            let ids = store
-                .revoke_tokens(&TokenSelector::Id(revoked.id), 1001, event(1001))
-                .await
-                .unwrap();
-            assert_eq!(ids, [revoked.id]);
-            assert!(store
-                .consume_token(revoked.id, 1002, event(1002))
-                .await
-                .unwrap()
-                .is_none());
-            assert!(store
-                .find_token(&TokenHash::of("unknown"))
-                .await
-                .unwrap()
-                .is_none());
-        });
-    }
-
-    #[test]
-    fn issuing_supersedes_the_hosts_live_token_and_records_it() {
-        run(async {
-            let store = fresh("supersede").await;
-            let first = token(&store, "a.example.com", "s1", 1000).await;
-            let second = token(&store, "a.example.com", "s2", 1010).await;
-            let live = store
-                .list_tokens(Some("a.example.com"), Some(1020))
-                .await
-                .unwrap();
-            assert_eq!(live.iter().map(|t| t.id).collect::<Vec<_>>(), [second.id]);
-            let revoked = store
-                .find_token(&TokenHash::of("s1"))
-                .await
-                .unwrap()
-                .unwrap();
-            assert_eq!(revoked.revoked_at, Some(1010));
-            let events = store
-                .list_events(&EventFilter {
-                    kind: Some(kind::TOKEN_REVOKED.into()),
-                    limit: 10,
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
-            assert_eq!(events.len(), 1);
-            assert_eq!(events[0].token_id, Some(first.id));
-        });
-    }
-
-    #[test]
-    fn serials_are_unique_and_survive_reopening() {
-        run(async {
-            let dir =
-                std::env::temp_dir().join(format!("autosign-store-{}-serial", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            let path = dir.join("db.sqlite");
-            let store = SqliteStore::open(&path).await.unwrap();
-            assert_eq!(store.next_serial().await.unwrap(), 1);
-            assert_eq!(store.next_serial().await.unwrap(), 2);
-            drop(store);
-            let store = SqliteStore::open(&path).await.unwrap();
-            assert_eq!(
-                store.next_serial().await.unwrap(),
-                3,
-                "migrations are not re-applied"
-            );
-        });
-    }
-
-    #[test]
-    fn a_newer_schema_is_refused() {
-        run(async {
-            let store = fresh("newer").await;
-            store
-                .write(|conn| {
-                    conn.execute(
-                        "INSERT INTO schema_migrations (version, applied_at) VALUES (99, 0)",
-                        [],
-                    )
-                    .map_err(unavailable)
-                })
-                .await
-                .unwrap();
-            let path = std::env::temp_dir().join(format!(
-                "autosign-store-{}-newer/db.sqlite",
-                std::process::id()
-            ));
-            drop(store);
-            let err = SqliteStore::open(&path).await.err().unwrap();
-            assert!(err.to_string().contains("newer than this binary"), "{err}");
-        });
-    }
+fn read_ca_identity(conn: &Connection) -> Result<Option<CaIdentity>, StoreError> {
+    conn.query_row(
+        "SELECT fingerprint, subject FROM ca_identity WHERE id = 1",
+        [],
+        |r| {
+            Ok(CaIdentity {
+                fingerprint: r.get(0)?,
+                subject: r.get(1)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(unavailable)
 }
