@@ -9,5 +9,6 @@ mod foreman;
 mod policy_exec;
 mod puppet;
 mod real_puppet;
+mod replicas;
 mod support;
 mod validate;
