@@ -145,6 +145,7 @@ pub async fn start(
     actix_web::rt::spawn(follow_crl(
         app.store.clone(),
         server.verifier.clone(),
+        authority.clone(),
         crl.0,
     ));
     let hooks = app
@@ -166,10 +167,22 @@ pub async fn start(
     })
 }
 
-async fn follow_crl(store: Arc<dyn Store>, verifier: Arc<ClientVerifier>, mut number: u64) {
+async fn follow_crl(
+    store: Arc<dyn Store>,
+    verifier: Arc<ClientVerifier>,
+    authority: Arc<Authority>,
+    mut number: u64,
+) {
+    let ours = state::ca_identity_of(authority.signing_cert_der());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
+        // Another replica may have imported or regenerated the CA: then this one must
+        // not sign with its (old) key any more.
+        match store.ca_identity().await {
+            Ok(owner) => authority.set_fenced(owner.as_ref() != Some(&ours)),
+            Err(e) => tracing::warn!(error = %e, "cannot read the CA identity"),
+        }
         match store.ca_crl().await {
             Ok(Some((n, der))) if n != number => match verifier.set_crls(vec![der]) {
                 Ok(()) => number = n,

@@ -31,10 +31,15 @@ pub fn start(name: &str) -> Bench {
 }
 
 pub fn start_with(name: &str, adjust: impl FnOnce(&mut Config)) -> Bench {
+    let dir = std::env::temp_dir().join(format!("autosign-bench-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    start_in(dir, adjust)
+}
+
+/// Start on `data_dir` as it is (e.g. holding another replica's CA files).
+pub fn start_in(data_dir: std::path::PathBuf, adjust: impl FnOnce(&mut Config)) -> Bench {
     let mut config = Config::load(None, std::iter::empty()).expect("config");
-    config.data_dir =
-        std::env::temp_dir().join(format!("autosign-bench-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&config.data_dir);
+    config.data_dir = data_dir;
     config.listen = "127.0.0.1:0".into();
     config.ca.key_algorithm = "ec-p256".into();
     config.log_level = "warn".into();

@@ -435,10 +435,21 @@ async fn renewal(
     Ok(text(cert.cert_pem))
 }
 
-async fn running() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .body("running")
+/// puppetserver's simple status, true to this replica: "running" only while its
+/// database answers, so a load balancer's health check takes a replica that cannot
+/// decide out of rotation.
+async fn running(state: web::Data<HttpState>) -> HttpResponse {
+    match state.app.store.ca_identity().await {
+        Ok(_) => HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body("running"),
+        Err(e) => {
+            tracing::warn!(error = %e, "status check: the database does not answer");
+            HttpResponse::ServiceUnavailable()
+                .content_type("text/plain; charset=utf-8")
+                .body("error")
+        }
+    }
 }
 
 async fn services() -> HttpResponse {

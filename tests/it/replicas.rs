@@ -472,6 +472,79 @@ fn a_replica_with_another_ca_or_none_refuses_to_share_the_database() {
             .status,
         200
     );
+
+    // The CA regenerated from another (stopped) replica's directory: A, still running
+    // with the old key, stops signing within a second or two instead of issuing
+    // certificates nobody trusts any more.
+    let operator_sign = |name: &str| {
+        let mut c = a.client();
+        let csr = openssl_csr(&CsrOpts::new(name));
+        let put = c
+            .request(
+                "PUT",
+                &format!("/puppet-ca/v1/certificate_request/{name}"),
+                &[("Content-Type", "text/plain")],
+                &csr,
+            )
+            .unwrap();
+        assert_eq!(put.status, 200, "{}", put.text());
+        c.request(
+            "PUT",
+            &format!("/puppet-ca/v1/certificate_status/{name}"),
+            &[("Content-Type", "application/json")],
+            br#"{"desired_state":"signed"}"#,
+        )
+        .unwrap()
+        .status
+    };
+    assert_eq!(operator_sign("before-regen.example.com"), 204);
+    let c_dir = temp_dir("replica-id-c");
+    std::fs::create_dir_all(c_dir.join("ca")).unwrap();
+    for file in ["ca_key.pem", "ca_crt.pem"] {
+        std::fs::copy(a.dir.join("ca").join(file), c_dir.join("ca").join(file)).unwrap();
+    }
+    let regen = Command::new(proxy_bin())
+        .args(["ca", "regenerate", "--yes", "--data-dir"])
+        .arg(&c_dir)
+        .args(["--database-url", &db.url])
+        .env("AUTOSIGN_PROXY_CA_KEY_ALGORITHM", "ec-p256")
+        .env_remove("AUTOSIGN_PROXY_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        regen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&regen.stderr)
+    );
+    let backups: Vec<_> = std::fs::read_dir(&c_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("backup-before-regenerate")
+        })
+        .collect();
+    assert_eq!(backups.len(), 1);
+    assert!(
+        backups[0].path().join("autosign-proxy.db").exists(),
+        "the PostgreSQL state was backed up as an SQLite file first"
+    );
+    let regenerated = Instant::now();
+    let mut n = 0;
+    loop {
+        n += 1;
+        let status = operator_sign(&format!("after-regen-{n}.example.com"));
+        if status == 503 {
+            break;
+        }
+        assert_eq!(status, 204);
+        assert!(
+            regenerated.elapsed() < Duration::from_secs(3),
+            "A kept signing with the old key"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A PostgreSQL server of this test's own (scripts/private-postgres), which it can stop
@@ -556,10 +629,23 @@ fn a_database_restart_under_load_gives_503s_then_recovers_without_a_restart() {
             seen
         })
     };
+    let health = || {
+        let r = svc
+            .client()
+            .request("GET", "/status/v1/simple", &[], b"")
+            .unwrap();
+        (r.status, r.text())
+    };
+    assert_eq!(health(), (200, "running".to_string()));
     std::thread::sleep(Duration::from_millis(500));
     let down_at = Instant::now();
     pg.run("stop");
     std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        health(),
+        (503, "error".to_string()),
+        "the health check tells"
+    );
     let up_at = Instant::now();
     pg.run("start");
     // Recovery: the same process answers decisions again.
@@ -600,6 +686,7 @@ fn a_database_restart_under_load_gives_503s_then_recovers_without_a_restart() {
     );
     assert!(recovered < Duration::from_secs(20));
 
+    assert_eq!(health(), (200, "running".to_string()));
     // The state survived: the used token stays used, a new one works.
     assert_eq!(
         validate(&mut svc.client(), Some("before.example.com"), &csr).status,
