@@ -882,16 +882,34 @@ impl Store for PostgresStore {
         request: &CaRequest,
         event: NewEvent,
     ) -> Result<bool, StoreError> {
+        // One statement: the request, and its event only if the request was new.
+        const ADD_REQUEST: &str = "WITH ins AS (\
+               INSERT INTO ca_requests (certname, csr_pem, fingerprint, received_at, reason, message) \
+               VALUES ($13, $14, $15, $16, $17, $18) ON CONFLICT (certname) DO NOTHING RETURNING certname), \
+             ev AS (\
+               INSERT INTO events (at, kind, certname, decision, reason, message, csr_fingerprint, token_id, actor, request_id, details) \
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM ins RETURNING id, at), \
+             d AS (INSERT INTO webhook_deliveries (event_id, target, idempotency_key, next_attempt_at) \
+               SELECT ev.id, t.name, 'autosign-' || ev.id || '-' || t.name, ev.at FROM ev, unnest($12::text[]) AS t(name)) \
+             SELECT COUNT(*) FROM ins";
+        let p = EventParams::new(self, &event);
         self.timed(async {
             let mut pooled = self.pooled().await?;
             let Conn { client, statements } = pooled.conn()?;
-            let tx = client.transaction().await.map_err(db)?;
-            let added = insert_request(statements, &tx, request).await?;
-            if added {
-                insert_event(self, statements, &tx, &event).await?;
-            }
-            tx.commit().await.map_err(db)?;
-            Ok(added)
+            let r = request;
+            let mut params: Vec<Param<'_>> = p.params(&event).to_vec();
+            params.extend_from_slice(&[
+                &r.certname,
+                &r.csr_pem,
+                &r.fingerprint,
+                &r.received_at,
+                &r.reason,
+                &r.message,
+            ]);
+            let row = query_opt(statements, &*client, ADD_REQUEST, &params)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("COUNT returned no row".into()))?;
+            Ok(get::<i64>(&row, 0)? == 1)
         })
         .await
     }
@@ -955,20 +973,44 @@ impl Store for PostgresStore {
         status_json: Option<String>,
         event: NewEvent,
     ) -> Result<(), StoreError> {
+        // One statement (one round trip, one commit): the certificate, the end of its
+        // request, and the event with its deliveries.
+        const ADD_CERTIFICATE: &str = "WITH c AS (\
+               INSERT INTO ca_certificates (serial, certname, cert_pem, fingerprint, not_before, not_after, issued_at, revoked_at, revocation_reason, status_json) \
+               VALUES ($13, $14, $15, $16, $17, $18, $19, $20, $21, $22) RETURNING certname), \
+             r AS (DELETE FROM ca_requests WHERE certname = (SELECT certname FROM c)), \
+             ev AS (\
+               INSERT INTO events (at, kind, certname, decision, reason, message, csr_fingerprint, token_id, actor, request_id, details) \
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM c RETURNING id, at), \
+             d AS (INSERT INTO webhook_deliveries (event_id, target, idempotency_key, next_attempt_at) \
+               SELECT ev.id, t.name, 'autosign-' || ev.id || '-' || t.name, ev.at FROM ev, unnest($12::text[]) AS t(name)) \
+             SELECT id FROM ev";
+        let p = EventParams::new(self, &event);
+        let serial = to_i64(cert.serial)?;
+        let reason = cert.revocation_reason.map(i64::from);
         self.timed(async {
             let mut pooled = self.pooled().await?;
             let Conn { client, statements } = pooled.conn()?;
-            let tx = client.transaction().await.map_err(db)?;
-            insert_certificate(statements, &tx, cert, status_json.as_deref()).await?;
-            execute(
-                statements,
-                &tx,
-                "DELETE FROM ca_requests WHERE certname = $1",
-                &[&cert.certname],
-            )
-            .await?;
-            insert_event(self, statements, &tx, &event).await?;
-            tx.commit().await.map_err(db)
+            let c = cert;
+            let mut params: Vec<Param<'_>> = p.params(&event).to_vec();
+            params.extend_from_slice(&[
+                &serial,
+                &c.certname,
+                &c.cert_pem,
+                &c.fingerprint,
+                &c.not_before,
+                &c.not_after,
+                &c.issued_at,
+                &c.revoked_at,
+                &reason,
+                &status_json,
+            ]);
+            query_opt(statements, &*client, ADD_CERTIFICATE, &params)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Unavailable("the certificate insert returned nothing".into())
+                })
+                .map(|_| ())
         })
         .await
     }
