@@ -143,6 +143,31 @@ pub enum TokenSelector {
     Certname(String),
 }
 
+/// Column encodings both backends share: alt names and metadata as JSON text, serials
+/// and counters as signed 64-bit integers.
+pub(crate) fn alt_names_json(names: &[AltName]) -> String {
+    serde_json::to_string(names).unwrap_or_else(|_| "[]".into())
+}
+
+pub(crate) fn parse_alt_names(text: &str) -> Result<Vec<AltName>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("alt names '{text}': {e}")))
+}
+
+pub(crate) fn parse_json(text: Option<String>) -> Result<Option<serde_json::Value>, StoreError> {
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("JSON '{t}': {e}")))
+    })
+    .transpose()
+}
+
+pub(crate) fn to_i64(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{v} does not fit the database")))
+}
+
+pub(crate) fn from_i64(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative value {v}")))
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Store a new token (by hash) and its `token_issued` event in one transaction.

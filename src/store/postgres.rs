@@ -22,11 +22,12 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, NoTls, Row, Statement};
 
 use super::{
-    AllowRecord, CaCertificate, CaIdentity, CaImport, CaRequest, Delivery, Revocation, StatusRow,
-    Store, StoreError, TokenSelector,
+    alt_names_json, from_i64, parse_alt_names, parse_json, to_i64, AllowRecord, CaCertificate,
+    CaIdentity, CaImport, CaRequest, Delivery, Revocation, StatusRow, Store, StoreError,
+    TokenSelector,
 };
 use crate::domain::event::{kind, EventFilter, EventRecord, NewEvent};
-use crate::domain::token::{AltName, TokenHash, TokenRecord, TokenRequest};
+use crate::domain::token::{TokenHash, TokenRecord, TokenRequest};
 use crate::timefmt;
 
 /// Schema migrations in order; the index + 1 is the version.
@@ -200,29 +201,6 @@ async fn insert_event(
         .await?
         .ok_or_else(|| StoreError::Unavailable("the event insert returned no id".into()))?;
     get(&row, 0)
-}
-
-fn alt_names_json(names: &[AltName]) -> String {
-    serde_json::to_string(names).unwrap_or_else(|_| "[]".into())
-}
-
-fn parse_alt_names(text: &str) -> Result<Vec<AltName>, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("alt names '{text}': {e}")))
-}
-
-fn parse_json(text: Option<String>) -> Result<Option<serde_json::Value>, StoreError> {
-    text.map(|t| {
-        serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("JSON '{t}': {e}")))
-    })
-    .transpose()
-}
-
-fn to_i64(v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{v} does not fit the database")))
-}
-
-fn from_i64(v: i64) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative value {v}")))
 }
 
 const TOKEN_COLUMNS: &str =

@@ -14,11 +14,12 @@ use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
 
 use super::{
-    AllowRecord, CaCertificate, CaIdentity, CaImport, CaRequest, Delivery, Revocation, StatusRow,
-    Store, StoreError, TokenSelector,
+    alt_names_json, from_i64, parse_alt_names, parse_json, to_i64, AllowRecord, CaCertificate,
+    CaIdentity, CaImport, CaRequest, Delivery, Revocation, StatusRow, Store, StoreError,
+    TokenSelector,
 };
 use crate::domain::event::{kind, EventFilter, EventRecord, NewEvent};
-use crate::domain::token::{AltName, TokenHash, TokenRecord, TokenRequest};
+use crate::domain::token::{TokenHash, TokenRecord, TokenRequest};
 use crate::timefmt;
 
 /// Schema migrations in order; the index + 1 is the version.
@@ -257,21 +258,6 @@ fn insert_event_row(conn: &Connection, e: &NewEvent) -> Result<i64, StoreError> 
     .map_err(unavailable)
 }
 
-fn alt_names_json(names: &[AltName]) -> String {
-    serde_json::to_string(names).unwrap_or_else(|_| "[]".into())
-}
-
-fn parse_alt_names(text: &str) -> Result<Vec<AltName>, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("alt names '{text}': {e}")))
-}
-
-fn parse_json(text: Option<String>) -> Result<Option<serde_json::Value>, StoreError> {
-    text.map(|t| {
-        serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("JSON '{t}': {e}")))
-    })
-    .transpose()
-}
-
 const TOKEN_COLUMNS: &str =
     "id, certname, alt_names, metadata, created_at, expires_at, used_at, revoked_at, created_by";
 
@@ -422,15 +408,6 @@ fn insert_request(conn: &Connection, r: &CaRequest) -> Result<bool, StoreError> 
         )
         .map_err(unavailable)?;
     Ok(added == 1)
-}
-
-/// SQLite integers are signed; serials and numbers are stored as such.
-fn to_i64(v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{v} does not fit the database")))
-}
-
-fn from_i64(v: i64) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative value {v}")))
 }
 
 #[async_trait]

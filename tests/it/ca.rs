@@ -228,18 +228,6 @@ fn admin_ssldir(svc: &Service, dir: &std::path::Path) -> std::path::PathBuf {
     ssl
 }
 
-fn submit(c: &mut autosign_policy::Connection, name: &str, csr: &[u8]) {
-    let resp = c
-        .request(
-            "PUT",
-            &format!("/puppet-ca/v1/certificate_request/{name}"),
-            &[("Content-Type", "text/plain")],
-            csr,
-        )
-        .unwrap();
-    assert_eq!(resp.status, 200, "{}", resp.text());
-}
-
 #[test]
 fn debians_puppetserver_ca_cli_drives_our_ca() {
     if !puppet::require_puppet("debians_puppetserver_ca_cli_drives_our_ca") {

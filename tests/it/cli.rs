@@ -8,14 +8,6 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A served process that is killed when the test lets go of it, also when it panics (a
 /// survivor would hold the test harness's output open).
 pub struct Served(pub Child);

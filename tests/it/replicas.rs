@@ -19,14 +19,6 @@ use autosign_proxy::store::Store;
 use crate::cli::{spawn_serve, Served};
 use crate::support::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Replica {
     served: Served,
     port: u16,
@@ -120,15 +112,7 @@ fn approvals(store: &PostgresStore) -> Vec<String> {
 }
 
 fn sign(conn: &mut Connection, name: &str, csr: &[u8]) -> Vec<u8> {
-    let put = conn
-        .request(
-            "PUT",
-            &format!("/puppet-ca/v1/certificate_request/{name}"),
-            &[("Content-Type", "text/plain")],
-            csr,
-        )
-        .unwrap();
-    assert_eq!(put.status, 200, "{}", put.text());
+    submit(conn, name, csr);
     let get = conn
         .request(
             "GET",
@@ -478,16 +462,7 @@ fn a_replica_with_another_ca_or_none_refuses_to_share_the_database() {
     // certificates nobody trusts any more.
     let operator_sign = |name: &str| {
         let mut c = a.client();
-        let csr = openssl_csr(&CsrOpts::new(name));
-        let put = c
-            .request(
-                "PUT",
-                &format!("/puppet-ca/v1/certificate_request/{name}"),
-                &[("Content-Type", "text/plain")],
-                &csr,
-            )
-            .unwrap();
-        assert_eq!(put.status, 200, "{}", put.text());
+        submit(&mut c, name, &openssl_csr(&CsrOpts::new(name)));
         c.request(
             "PUT",
             &format!("/puppet-ca/v1/certificate_status/{name}"),

@@ -299,3 +299,25 @@ pub fn policy_bin() -> PathBuf {
     );
     path
 }
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// PUT a CSR to the CA API, as an agent does; it must be accepted.
+pub fn submit(c: &mut Connection, name: &str, csr: &[u8]) {
+    let resp = c
+        .request(
+            "PUT",
+            &format!("/puppet-ca/v1/certificate_request/{name}"),
+            &[("Content-Type", "text/plain")],
+            csr,
+        )
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}
