@@ -8,11 +8,8 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
-use autosign_policy::Connection;
 use autosign_proxy::ca::signer::KeyAlgorithm;
 use autosign_proxy::store::scratch::ScratchDatabase;
 
@@ -21,49 +18,6 @@ fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// Sign every CSR through `connections` (one client thread each); returns signed/s.
-fn load(connections: Vec<Connection>, csrs: &Arc<Vec<(String, Vec<u8>)>>) -> f64 {
-    let next = Arc::new(AtomicUsize::new(0));
-    let signed = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let threads: Vec<_> = connections
-        .into_iter()
-        .map(|mut conn| {
-            let (csrs, next, signed) = (csrs.clone(), next.clone(), signed.clone());
-            std::thread::spawn(move || loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((name, csr)) = csrs.get(i) else {
-                    break;
-                };
-                let put = conn
-                    .request(
-                        "PUT",
-                        &format!("/puppet-ca/v1/certificate_request/{name}"),
-                        &[("Content-Type", "text/plain")],
-                        csr,
-                    )
-                    .expect("put");
-                assert_eq!(put.status, 200, "{}", put.text());
-                let get = conn
-                    .request(
-                        "GET",
-                        &format!("/puppet-ca/v1/certificate/{name}"),
-                        &[],
-                        b"",
-                    )
-                    .expect("get");
-                assert_eq!(get.status, 200, "{}", get.text());
-                signed.fetch_add(1, Ordering::Relaxed);
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().expect("client");
-    }
-    let elapsed = started.elapsed();
-    signed.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
 }
 
 fn main() {
@@ -79,12 +33,12 @@ fn main() {
     println!("{count} CSRs (RSA-2048), {clients} keep-alive clients, {ca} CA, 2 HTTP workers per replica");
 
     let sqlite = common::start_with("replicas-sqlite", |c| settings(c, ""));
-    let rate = load((0..clients).map(|_| sqlite.connect()).collect(), &csrs);
+    let rate = common::sign_all((0..clients).map(|_| sqlite.connect()).collect(), &csrs);
     println!("SQLite, one process:              {rate:>8.0} signed/s");
 
     let db = ScratchDatabase::create("bench_one").expect("scratch database");
     let one = common::start_with("replicas-pg-one", |c| settings(c, &db.url));
-    let rate = load((0..clients).map(|_| one.connect()).collect(), &csrs);
+    let rate = common::sign_all((0..clients).map(|_| one.connect()).collect(), &csrs);
     println!("PostgreSQL, one replica:          {rate:>8.0} signed/s");
 
     let db = ScratchDatabase::create("bench_two").expect("scratch database");
@@ -106,6 +60,6 @@ fn main() {
     let connections = (0..clients)
         .map(|i| if i % 2 == 0 { a.connect() } else { b.connect() })
         .collect();
-    let rate = load(connections, &csrs);
+    let rate = common::sign_all(connections, &csrs);
     println!("PostgreSQL, two replicas:         {rate:>8.0} signed/s");
 }

@@ -170,3 +170,47 @@ pub fn plain_csrs(prefix: &str, count: usize, algorithm: KeyAlgorithm) -> Vec<(S
         })
         .collect()
 }
+
+/// Sign every CSR end to end (PUT certificate_request under autosign, then GET
+/// certificate) through `connections`, one client thread each; returns signed/s.
+pub fn sign_all(connections: Vec<Connection>, csrs: &Arc<Vec<(String, Vec<u8>)>>) -> f64 {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let signed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = std::time::Instant::now();
+    let threads: Vec<_> = connections
+        .into_iter()
+        .map(|mut conn| {
+            let (csrs, next, signed) = (csrs.clone(), next.clone(), signed.clone());
+            std::thread::spawn(move || loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((name, csr)) = csrs.get(i) else {
+                    break;
+                };
+                let put = conn
+                    .request(
+                        "PUT",
+                        &format!("/puppet-ca/v1/certificate_request/{name}"),
+                        &[("Content-Type", "text/plain")],
+                        csr,
+                    )
+                    .expect("put");
+                assert_eq!(put.status, 200, "{}", put.text());
+                let get = conn
+                    .request(
+                        "GET",
+                        &format!("/puppet-ca/v1/certificate/{name}"),
+                        &[],
+                        b"",
+                    )
+                    .expect("get");
+                assert_eq!(get.status, 200, "{}", get.text());
+                signed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client");
+    }
+    let elapsed = started.elapsed();
+    signed.load(std::sync::atomic::Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
+}

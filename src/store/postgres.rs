@@ -148,13 +148,24 @@ fn get<'r, T: tokio_postgres::types::FromSql<'r>>(
     row.try_get(index).map_err(corrupt)
 }
 
+/// `WITH <ctes> ev AS (…), d AS (…) <select>`: the event (columns $1–$11, once per row of
+/// `<source>`) and one delivery per webhook that wants it (names in $12), written by the
+/// same statement as the change it records. `EventParams` supplies $1–$12.
+macro_rules! with_event {
+    ($ctes:expr, $source:expr, $select:expr) => {
+        concat!(
+            "WITH ", $ctes,
+            "ev AS (INSERT INTO events (at, kind, certname, decision, reason, message, csr_fingerprint, token_id, actor, request_id, details) \
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 ", $source, " RETURNING id, at), \
+             d AS (INSERT INTO webhook_deliveries (event_id, target, idempotency_key, next_attempt_at) \
+               SELECT ev.id, t.name, 'autosign-' || ev.id || '-' || t.name, ev.at FROM ev, unnest($12::text[]) AS t(name)) ",
+            $select
+        )
+    };
+}
+
 /// One event row and one delivery per webhook that wants it, in one statement.
-const INSERT_EVENT: &str = "WITH ev AS (\
-       INSERT INTO events (at, kind, certname, decision, reason, message, csr_fingerprint, token_id, actor, request_id, details) \
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id, at), \
-     d AS (INSERT INTO webhook_deliveries (event_id, target, idempotency_key, next_attempt_at) \
-       SELECT ev.id, t.name, 'autosign-' || ev.id || '-' || t.name, ev.at FROM ev, unnest($12::text[]) AS t(name)) \
-     SELECT id FROM ev";
+const INSERT_EVENT: &str = with_event!("", "", "SELECT id FROM ev");
 
 /// The columns of an event insert, owned so their references live long enough.
 struct EventParams {
@@ -277,23 +288,40 @@ fn cert_from_row(r: &Row) -> Result<CaCertificate, StoreError> {
     })
 }
 
-const INSERT_CERTIFICATE: &str = "INSERT INTO ca_certificates (serial, certname, cert_pem, fingerprint, not_before, not_after, issued_at, revoked_at, revocation_reason, status_json) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+macro_rules! certificate_columns {
+    () => {
+        "ca_certificates (serial, certname, cert_pem, fingerprint, not_before, not_after, issued_at, revoked_at, revocation_reason, status_json)"
+    };
+}
 
-async fn insert_certificate(
-    statements: &mut HashMap<String, Statement>,
-    client: &impl GenericClient,
-    c: &CaCertificate,
-    status_json: Option<&str>,
-) -> Result<(), StoreError> {
-    let serial = to_i64(c.serial)?;
-    let reason = c.revocation_reason.map(i64::from);
-    execute(
-        statements,
-        client,
-        INSERT_CERTIFICATE,
-        &[
-            &serial,
+const INSERT_CERTIFICATE: &str = concat!(
+    "INSERT INTO ",
+    certificate_columns!(),
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+);
+
+/// The converted columns of a certificate insert, owned so their references live.
+struct CertificateParams<'a> {
+    cert: &'a CaCertificate,
+    serial: i64,
+    reason: Option<i64>,
+    status_json: Option<&'a str>,
+}
+
+impl<'a> CertificateParams<'a> {
+    fn new(cert: &'a CaCertificate, status_json: Option<&'a str>) -> Result<Self, StoreError> {
+        Ok(CertificateParams {
+            cert,
+            serial: to_i64(cert.serial)?,
+            reason: cert.revocation_reason.map(i64::from),
+            status_json,
+        })
+    }
+
+    fn params(&self) -> [Param<'_>; 10] {
+        let c = self.cert;
+        [
+            &self.serial,
             &c.certname,
             &c.cert_pem,
             &c.fingerprint,
@@ -301,37 +329,52 @@ async fn insert_certificate(
             &c.not_after,
             &c.issued_at,
             &c.revoked_at,
-            &reason,
-            &status_json,
-        ],
-    )
-    .await?;
+            &self.reason,
+            &self.status_json,
+        ]
+    }
+}
+
+async fn insert_certificate(
+    statements: &mut HashMap<String, Statement>,
+    client: &impl GenericClient,
+    c: &CaCertificate,
+    status_json: Option<&str>,
+) -> Result<(), StoreError> {
+    let p = CertificateParams::new(c, status_json)?;
+    execute(statements, client, INSERT_CERTIFICATE, &p.params()).await?;
     Ok(())
 }
 
-const INSERT_REQUEST: &str =
-    "INSERT INTO ca_requests (certname, csr_pem, fingerprint, received_at, reason, message) \
-     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (certname) DO NOTHING";
+macro_rules! request_columns {
+    () => {
+        "ca_requests (certname, csr_pem, fingerprint, received_at, reason, message)"
+    };
+}
+
+const INSERT_REQUEST: &str = concat!(
+    "INSERT INTO ",
+    request_columns!(),
+    " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (certname) DO NOTHING"
+);
+
+fn request_params(r: &CaRequest) -> [Param<'_>; 6] {
+    [
+        &r.certname,
+        &r.csr_pem,
+        &r.fingerprint,
+        &r.received_at,
+        &r.reason,
+        &r.message,
+    ]
+}
 
 async fn insert_request(
     statements: &mut HashMap<String, Statement>,
     client: &impl GenericClient,
     r: &CaRequest,
 ) -> Result<bool, StoreError> {
-    let added = execute(
-        statements,
-        client,
-        INSERT_REQUEST,
-        &[
-            &r.certname,
-            &r.csr_pem,
-            &r.fingerprint,
-            &r.received_at,
-            &r.reason,
-            &r.message,
-        ],
-    )
-    .await?;
+    let added = execute(statements, client, INSERT_REQUEST, &request_params(r)).await?;
     Ok(added == 1)
 }
 
@@ -684,15 +727,12 @@ impl Store for PostgresStore {
         // One statement, so one round trip and no transaction left open: the conditional
         // UPDATE takes the row lock, a concurrent consumer (on any replica) waits for it
         // and then finds the token used. The approval is written only by the winner.
-        const CONSUME: &str = "WITH won AS (\
-               UPDATE build_tokens SET used_at = $13 \
-               WHERE id = $14 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $13 RETURNING id), \
-             ev AS (\
-               INSERT INTO events (at, kind, certname, decision, reason, message, csr_fingerprint, token_id, actor, request_id, details) \
-               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM won RETURNING id, at), \
-             d AS (INSERT INTO webhook_deliveries (event_id, target, idempotency_key, next_attempt_at) \
-               SELECT ev.id, t.name, 'autosign-' || ev.id || '-' || t.name, ev.at FROM ev, unnest($12::text[]) AS t(name)) \
-             SELECT id FROM ev";
+        const CONSUME: &str = with_event!(
+            "won AS (UPDATE build_tokens SET used_at = $13 \
+               WHERE id = $14 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $13 RETURNING id), ",
+            "FROM won",
+            "SELECT id FROM ev"
+        );
         let p = EventParams::new(self, &event);
         self.timed(async {
             let mut pooled = self.pooled().await?;
@@ -861,29 +901,21 @@ impl Store for PostgresStore {
         event: NewEvent,
     ) -> Result<bool, StoreError> {
         // One statement: the request, and its event only if the request was new.
-        const ADD_REQUEST: &str = "WITH ins AS (\
-               INSERT INTO ca_requests (certname, csr_pem, fingerprint, received_at, reason, message) \
-               VALUES ($13, $14, $15, $16, $17, $18) ON CONFLICT (certname) DO NOTHING RETURNING certname), \
-             ev AS (\
-               INSERT INTO events (at, kind, certname, decision, reason, message, csr_fingerprint, token_id, actor, request_id, details) \
-               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM ins RETURNING id, at), \
-             d AS (INSERT INTO webhook_deliveries (event_id, target, idempotency_key, next_attempt_at) \
-               SELECT ev.id, t.name, 'autosign-' || ev.id || '-' || t.name, ev.at FROM ev, unnest($12::text[]) AS t(name)) \
-             SELECT COUNT(*) FROM ins";
+        const ADD_REQUEST: &str = with_event!(
+            concat!(
+                "ins AS (INSERT INTO ",
+                request_columns!(),
+                " VALUES ($13, $14, $15, $16, $17, $18) ON CONFLICT (certname) DO NOTHING RETURNING certname), "
+            ),
+            "FROM ins",
+            "SELECT COUNT(*) FROM ins"
+        );
         let p = EventParams::new(self, &event);
         self.timed(async {
             let mut pooled = self.pooled().await?;
             let Conn { client, statements } = pooled.conn()?;
-            let r = request;
             let mut params: Vec<Param<'_>> = p.params(&event).to_vec();
-            params.extend_from_slice(&[
-                &r.certname,
-                &r.csr_pem,
-                &r.fingerprint,
-                &r.received_at,
-                &r.reason,
-                &r.message,
-            ]);
+            params.extend_from_slice(&request_params(request));
             let row = query_opt(statements, &*client, ADD_REQUEST, &params)
                 .await?
                 .ok_or_else(|| StoreError::Corrupt("COUNT returned no row".into()))?;
@@ -953,36 +985,23 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         // One statement (one round trip, one commit): the certificate, the end of its
         // request, and the event with its deliveries.
-        const ADD_CERTIFICATE: &str = "WITH c AS (\
-               INSERT INTO ca_certificates (serial, certname, cert_pem, fingerprint, not_before, not_after, issued_at, revoked_at, revocation_reason, status_json) \
-               VALUES ($13, $14, $15, $16, $17, $18, $19, $20, $21, $22) RETURNING certname), \
-             r AS (DELETE FROM ca_requests WHERE certname = (SELECT certname FROM c)), \
-             ev AS (\
-               INSERT INTO events (at, kind, certname, decision, reason, message, csr_fingerprint, token_id, actor, request_id, details) \
-               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM c RETURNING id, at), \
-             d AS (INSERT INTO webhook_deliveries (event_id, target, idempotency_key, next_attempt_at) \
-               SELECT ev.id, t.name, 'autosign-' || ev.id || '-' || t.name, ev.at FROM ev, unnest($12::text[]) AS t(name)) \
-             SELECT id FROM ev";
+        const ADD_CERTIFICATE: &str = with_event!(
+            concat!(
+                "c AS (INSERT INTO ",
+                certificate_columns!(),
+                " VALUES ($13, $14, $15, $16, $17, $18, $19, $20, $21, $22) RETURNING certname), \
+                 r AS (DELETE FROM ca_requests WHERE certname = (SELECT certname FROM c)), "
+            ),
+            "FROM c",
+            "SELECT id FROM ev"
+        );
         let p = EventParams::new(self, &event);
-        let serial = to_i64(cert.serial)?;
-        let reason = cert.revocation_reason.map(i64::from);
+        let c = CertificateParams::new(cert, status_json.as_deref())?;
         self.timed(async {
             let mut pooled = self.pooled().await?;
             let Conn { client, statements } = pooled.conn()?;
-            let c = cert;
             let mut params: Vec<Param<'_>> = p.params(&event).to_vec();
-            params.extend_from_slice(&[
-                &serial,
-                &c.certname,
-                &c.cert_pem,
-                &c.fingerprint,
-                &c.not_before,
-                &c.not_after,
-                &c.issued_at,
-                &c.revoked_at,
-                &reason,
-                &status_json,
-            ]);
+            params.extend_from_slice(&c.params());
             query_opt(statements, &*client, ADD_CERTIFICATE, &params)
                 .await?
                 .ok_or_else(|| {
