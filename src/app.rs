@@ -19,7 +19,7 @@ const ALERT_WINDOW: i64 = 600;
 /// ...from this many on, raise a suspicious_request event.
 const ALERT_BURST: u64 = 5;
 use crate::domain::event::{kind, Actor, EventFilter, EventRecord, NewEvent};
-use crate::domain::policy::{self, DecisionRequest, PolicySettings};
+use crate::domain::policy::{self, CsrInput, Decided, DecisionRequest, PolicySettings, ReservedNames};
 use crate::domain::token::{AltName, TokenRecord, TokenRequest, TokenSecret, TokenState};
 use crate::store::{AllowRecord, Store, StoreError, TokenSelector};
 use crate::timefmt;
@@ -104,9 +104,11 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(store: Arc<dyn Store>, config: Config) -> App {
+    /// `reserved`: the names no automatic path signs (see `ReservedNames`).
+    pub fn new(store: Arc<dyn Store>, config: Config, reserved: ReservedNames) -> App {
         let policy = PolicySettings {
             allowed_auth_extensions: config.policy.allowed_auth_extensions.clone(),
+            reserved,
         };
         App {
             store,
@@ -266,13 +268,22 @@ impl App {
         Ok(report)
     }
 
+    /// The names no automatic path signs.
+    pub fn reserved_names(&self) -> &ReservedNames {
+        &self.policy.reserved
+    }
+
+    pub fn policy_settings(&self) -> &PolicySettings {
+        &self.policy
+    }
+
     /// Run the decision pipeline on one CSR.
     pub async fn decide(
         &self,
-        csr: &[u8],
+        csr: CsrInput<'_>,
         certname: Option<&str>,
         actor: &Actor,
-    ) -> Result<Decision, AppError> {
+    ) -> Result<Decided, AppError> {
         let started = std::time::Instant::now();
         let request = DecisionRequest {
             csr,
@@ -280,10 +291,11 @@ impl App {
             actor,
         };
         let now = timefmt::now();
-        let decision = policy::decide(self.store.as_ref(), &self.policy, &request, now).await?;
+        let decided = policy::decide(self.store.as_ref(), &self.policy, &request, now).await?;
+        let decision = &decided.decision;
         METRICS.decision(decision.reason, started.elapsed());
         if !decision.approved() {
-            self.raise_alert(&decision, actor, now).await?;
+            self.raise_alert(decision, actor, now).await?;
         }
         tracing::info!(
             certname = decision.certname.as_deref().unwrap_or("-"),
@@ -297,7 +309,7 @@ impl App {
             "{}",
             decision.message
         );
-        Ok(decision)
+        Ok(decided)
     }
 
     /// A token presented for another host, or a burst of rejections for one certname,

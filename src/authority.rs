@@ -16,19 +16,21 @@ use crate::app::{App, AppError};
 use crate::ca::crl::{build_crl, CrlReason, CrlSpec, RevokedEntry};
 use crate::ca::issue::{self, cert_info, LeafSpec};
 use crate::ca::signer::{KeyAlgorithm, Signer, SoftwareKey};
-use crate::ca::PP_CLI_AUTH_OID;
 use crate::domain::certname::{Certname, CertnameError};
-use crate::domain::csr::{fingerprint, Csr, CsrExtension, GeneralName};
+use crate::domain::csr::{fingerprint, Csr, CsrError, CsrExtension, GeneralName};
+use crate::domain::decision::Rejection;
 use crate::domain::event::{Actor, NewEvent};
-use crate::domain::policy::PP_AUTH_ARC;
+use crate::domain::policy::{
+    check_issue, check_request, AltNameRule, AuthExtensionRule, CheckedRequest, CsrInput,
+    SigningRules,
+};
+use crate::oid::{in_arc, PP_AUTH_ARC};
 use crate::metrics::METRICS;
 use crate::pem;
 use crate::store::{CaCertificate, CaRequest, Store, StoreError};
 use crate::timefmt;
 
 const DAY: i64 = 86_400;
-const PP_REG_ARC: &str = "1.3.6.1.4.1.34380.1.1";
-const PP_PRIV_ARC: &str = "1.3.6.1.4.1.34380.1.2";
 
 /// How a CSR that arrives over the CA API gets signed without an operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +165,8 @@ fn fingerprints(der: &[u8]) -> Fingerprints {
 pub struct SignOptions {
     pub allow_alt_names: bool,
     pub allow_authorization_extensions: bool,
+    /// Sign a reserved name (the service's own, a trusted or admin host).
+    pub allow_reserved: bool,
     pub ttl_seconds: Option<i64>,
 }
 
@@ -250,6 +254,7 @@ impl Authority {
 
     /// PUT certificate_request/{name}: validate as puppetserver does, refuse duplicates,
     /// then let the autosign mode decide; what it does not sign stays pending with why.
+    /// The CSR is parsed once; every mode runs the one rule set of `domain::policy`.
     pub async fn submit(&self, name: &str, body: &[u8], actor: &Actor) -> Result<(), CaFailure> {
         let certname = Certname::parse(name).map_err(|e| match e {
             CertnameError::UpperCase => {
@@ -262,61 +267,53 @@ impl Authority {
         let cn = cns.first().map(String::as_str).unwrap_or("");
         if cn != certname.as_str() {
             return Err(CaFailure::Invalid(format!(
-                "Instance name \"{cn}\" does not match requested key \"{certname}\""
+                "Instance name \"{}\" does not match requested key \"{certname}\"",
+                cn.escape_default()
             )));
         }
-        csr.verify_signature().map_err(|_| {
-            CaFailure::Invalid(
+        csr.verify_signature().map_err(|e| match e {
+            CsrError::UnsupportedAlgorithm(_) => CaFailure::Invalid(e.to_string()),
+            _ => CaFailure::Invalid(
                 "CSR contains a public key that does not correspond to the signing key".into(),
-            )
+            ),
         })?;
         self.refuse_duplicate(&certname).await?;
 
         let now = timefmt::now();
-        let (approved, reason, message) = match &self.settings.autosign {
-            AutosignMode::Never => (false, None, None),
+        let verdict: Result<CheckedRequest, (String, String)> = match &self.settings.autosign {
+            AutosignMode::Never => Err((String::new(), String::new())),
             AutosignMode::Policy => {
-                let decision = self
+                let decided = self
                     .app
-                    .decide(body, Some(certname.as_str()), actor)
+                    .decide(CsrInput::Parsed(&csr), Some(certname.as_str()), actor)
                     .await?;
-                (
-                    decision.approved(),
-                    Some(decision.reason.code().to_string()),
-                    Some(decision.message),
-                )
+                decided.checked.ok_or_else(|| {
+                    (
+                        decided.decision.reason.code().to_string(),
+                        decided.decision.message,
+                    )
+                })
             }
-            AutosignMode::Always => match self.puppetserver_autosign_checks(&csr) {
-                Ok(()) => (true, None, None),
-                Err(m) => (false, Some("not_autosignable".to_string()), Some(m)),
-            },
+            AutosignMode::Always => check_request(&csr, Some(name), &self.autosign_rules())
+                .map_err(|r| ("not_autosignable".to_string(), r.message)),
             AutosignMode::Exec(path) => {
-                let verdict = run_policy_executable(
-                    path,
-                    certname.as_str(),
-                    body,
-                    self.settings.exec_timeout,
-                )
-                .await;
-                match verdict.and_then(|()| self.puppetserver_autosign_checks(&csr)) {
-                    Ok(()) => (true, None, None),
-                    Err(m) => (false, Some("policy_executable".to_string()), Some(m)),
-                }
+                run_policy_executable(path, certname.as_str(), body, self.settings.exec_timeout)
+                    .await
+                    .and_then(|()| {
+                        check_request(&csr, Some(name), &self.autosign_rules())
+                            .map_err(|r| r.message)
+                    })
+                    .map_err(|m| ("policy_executable".to_string(), m))
             }
         };
-        if approved {
-            // Whatever reached here passed the autosign checks: under `policy` the pipeline
-            // has refused every authorization extension the site does not allow (and
-            // pp_cli_auth always), so the ones left are copied; `true`/`exec:` allow none.
-            let options = SignOptions {
-                allow_alt_names: true,
-                allow_authorization_extensions: self.settings.autosign == AutosignMode::Policy,
-                ttl_seconds: None,
-            };
-            self.issue(&certname, &csr, options, actor, "autosigned")
-                .await?;
-            return Ok(());
-        }
+        let (reason, message) = match verdict {
+            Ok(checked) => {
+                self.issue(&checked, None, actor, "autosigned").await?;
+                return Ok(());
+            }
+            Err((reason, _)) if reason.is_empty() => (None, None),
+            Err((reason, message)) => (Some(reason), Some(message)),
+        };
         let request = CaRequest {
             certname: certname.to_string(),
             csr_pem: csr.to_pem(),
@@ -334,6 +331,41 @@ impl Authority {
             )));
         }
         Ok(())
+    }
+
+    /// What `autosign = true` and `exec:` may sign, as puppetserver allows it: alt names
+    /// only under `allow_subject_alt_names`, no authorization extensions, no reserved name.
+    fn autosign_rules(&self) -> SigningRules<'_> {
+        SigningRules {
+            alt_names: if self.settings.allow_subject_alt_names {
+                AltNameRule::Allow
+            } else {
+                AltNameRule::Refuse
+            },
+            auth_extensions: AuthExtensionRule::Refuse,
+            reserved: self.app.reserved_names(),
+            allow_reserved: false,
+        }
+    }
+
+    /// What an operator's signing may include: what the options and `[ca]` allow.
+    fn operator_rules(&self, options: SignOptions) -> SigningRules<'_> {
+        SigningRules {
+            alt_names: if options.allow_alt_names || self.settings.allow_subject_alt_names {
+                AltNameRule::Allow
+            } else {
+                AltNameRule::Refuse
+            },
+            auth_extensions: if options.allow_authorization_extensions
+                || self.settings.allow_authorization_extensions
+            {
+                AuthExtensionRule::Allow
+            } else {
+                AuthExtensionRule::Refuse
+            },
+            reserved: self.app.reserved_names(),
+            allow_reserved: options.allow_reserved,
+        }
     }
 
     async fn refuse_duplicate(&self, certname: &Certname) -> Result<(), CaFailure> {
@@ -362,29 +394,8 @@ impl Authority {
         }
     }
 
-    /// What puppetserver checks before autosigning with `true` or an executable.
-    fn puppetserver_autosign_checks(&self, csr: &Csr) -> Result<(), String> {
-        let cn = csr
-            .subject_common_names()
-            .into_iter()
-            .next()
-            .unwrap_or_default();
-        let extra = extra_alt_names(csr, &cn).map_err(|e| e.to_string())?;
-        if !extra.is_empty() && !self.settings.allow_subject_alt_names {
-            return Err(format!(
-                "CSR '{cn}' contains subject alternative names ({}), which are disallowed.",
-                extra.join(", ")
-            ));
-        }
-        if csr.extensions().iter().any(|e| in_arc(&e.oid, PP_AUTH_ARC)) {
-            return Err(format!(
-                "CSR '{cn}' contains an authorization extension, which is disallowed."
-            ));
-        }
-        Ok(())
-    }
-
-    /// Sign the pending request of `name` (an operator's decision).
+    /// Sign the pending request of `name` (an operator's decision), under the same rule
+    /// set as autosigning with what the operator explicitly allows.
     pub async fn sign(
         &self,
         name: &str,
@@ -396,74 +407,30 @@ impl Authority {
                 "Cannot sign certificate for host {name} without a certificate request"
             )));
         };
-        let certname = Certname::parse(name).map_err(|e| CaFailure::Invalid(e.to_string()))?;
         let csr = Csr::parse(request.csr_pem.as_bytes())
             .map_err(|e| CaFailure::Conflict(e.to_string()))?;
-        let extra = extra_alt_names(&csr, name).map_err(CaFailure::Conflict)?;
-        if !(extra.is_empty() || options.allow_alt_names || self.settings.allow_subject_alt_names) {
-            return Err(CaFailure::Conflict(format!(
-                "CSR '{name}' contains subject alternative names ({}), which are disallowed. \
-                 To sign it, allow alt names (autosign-proxy ca sign --allow-dns-alt-names, or allow_subject_alt_names in [ca]).",
-                extra.join(", ")
-            )));
-        }
-        let allow_auth =
-            options.allow_authorization_extensions || self.settings.allow_authorization_extensions;
-        if let Some(ext) = csr
-            .extensions()
-            .iter()
-            .find(|e| in_arc(&e.oid, PP_AUTH_ARC))
-        {
-            if !allow_auth || ext.oid == PP_CLI_AUTH_OID {
-                return Err(CaFailure::Conflict(format!(
-                    "CSR '{name}' contains an authorization extension ({}), which is disallowed.",
-                    ext.oid
-                )));
-            }
-        }
-        self.issue(&certname, &csr, options, actor, "signed by an operator")
+        let checked = check_request(&csr, Some(name), &self.operator_rules(options))
+            .map_err(operator_refusal)?;
+        self.issue(&checked, options.ttl_seconds, actor, "signed by an operator")
             .await
     }
 
     /// Issue the certificate, exactly as puppetserver does: serial from the store,
-    /// backdated one day, the CSR's DNS/IP names plus DNS:<certname>, and the requested
-    /// Puppet extensions (registered, private, and authorization ones when allowed).
+    /// backdated one day, `DNS:<certname>` and the alt names the rules allowed, and the
+    /// Puppet extensions the rules allowed. Nothing else of the request reaches it.
     async fn issue(
         &self,
-        certname: &Certname,
-        csr: &Csr,
-        options: SignOptions,
+        checked: &CheckedRequest,
+        ttl_seconds: Option<i64>,
         actor: &Actor,
         how: &str,
     ) -> Result<CaCertificate, CaFailure> {
-        let names: Vec<GeneralName> = csr
-            .subject_alt_names()
-            .map_err(|e| CaFailure::Conflict(e.to_string()))?
-            .into_iter()
-            .filter(|n| matches!(n, GeneralName::Dns(_) | GeneralName::Ip(_)))
-            .filter(|n| {
-                options.allow_alt_names
-                    || matches!(n, GeneralName::Dns(d) if d.eq_ignore_ascii_case(certname.as_str()))
-            })
-            .collect();
-        let extensions: Vec<CsrExtension> = csr
-            .extensions()
-            .iter()
-            .filter(|e| {
-                in_arc(&e.oid, PP_REG_ARC)
-                    || in_arc(&e.oid, PP_PRIV_ARC)
-                    || (in_arc(&e.oid, PP_AUTH_ARC) && options.allow_authorization_extensions)
-            })
-            .cloned()
-            .collect();
-        let ttl = options
-            .ttl_seconds
-            .unwrap_or(self.settings.cert_ttl_seconds);
+        let ttl = ttl_seconds.unwrap_or(self.settings.cert_ttl_seconds);
         self.issue_for_key(
-            certname.as_str(),
-            csr.public_key_spki_der().to_vec(),
-            names,
-            extensions,
+            checked.certname.as_str(),
+            checked.public_key.clone(),
+            checked.subject_alt_names(),
+            checked.extensions.clone(),
             ttl,
             actor,
             how,
@@ -486,26 +453,22 @@ impl Authority {
         }
         let info = cert_info(current.cert_pem.as_bytes())
             .map_err(|e| CaFailure::Internal(e.to_string()))?;
-        let extensions: Vec<CsrExtension> = info
-            .extensions
-            .into_iter()
-            .filter(|e| {
-                in_arc(&e.oid, PP_REG_ARC)
-                    || in_arc(&e.oid, PP_PRIV_ARC)
-                    || in_arc(&e.oid, PP_AUTH_ARC)
-            })
-            .collect();
-        let ttl = self.settings.cert_ttl_seconds;
-        self.issue_for_key(
+        // The holder already is this name with these rights: renewal keeps them.
+        let rules = SigningRules {
+            alt_names: AltNameRule::Allow,
+            auth_extensions: AuthExtensionRule::Allow,
+            reserved: self.app.reserved_names(),
+            allow_reserved: true,
+        };
+        let checked = check_issue(
             name,
+            &info.subject_alt_names,
+            &info.extensions,
             info.spki_der,
-            info.subject_alt_names,
-            extensions,
-            ttl,
-            actor,
-            "renewed",
+            &rules,
         )
-        .await
+        .map_err(operator_refusal)?;
+        self.issue(&checked, None, actor, "renewed").await
     }
 
     /// Key and certificate for a service that cannot talk to the CA itself (PuppetDB, a
@@ -515,10 +478,19 @@ impl Authority {
         name: &str,
         alt_names: Vec<GeneralName>,
         algorithm: KeyAlgorithm,
+        options: SignOptions,
         actor: &Actor,
     ) -> Result<(String, CaCertificate), CaFailure> {
         let certname = Certname::parse(name)
             .map_err(|e| CaFailure::Invalid(format!("certname '{name}': {e}")))?;
+        // The operator names the alt names themselves: asking for them is the allowance.
+        let rules = SigningRules {
+            alt_names: AltNameRule::Allow,
+            auth_extensions: AuthExtensionRule::Refuse,
+            reserved: self.app.reserved_names(),
+            allow_reserved: options.allow_reserved,
+        };
+        check_issue(name, &alt_names, &[], Vec::new(), &rules).map_err(|r| CaFailure::Invalid(r.message))?;
         self.refuse_duplicate(&certname).await?;
         let key = tokio::task::spawn_blocking(move || SoftwareKey::generate(algorithm))
             .await
@@ -527,18 +499,9 @@ impl Authority {
         let key_pem = key
             .to_pkcs8_pem()
             .map_err(|e| CaFailure::Internal(e.to_string()))?;
-        let ttl = self.settings.cert_ttl_seconds;
-        let cert = self
-            .issue_for_key(
-                name,
-                key.spki_der().to_vec(),
-                alt_names,
-                Vec::new(),
-                ttl,
-                actor,
-                "generated",
-            )
-            .await?;
+        let checked = check_issue(name, &alt_names, &[], key.spki_der().to_vec(), &rules)
+            .map_err(|r| CaFailure::Invalid(r.message))?;
+        let cert = self.issue(&checked, None, actor, "generated").await?;
         Ok((key_pem, cert))
     }
 
@@ -809,27 +772,15 @@ impl Authority {
     }
 }
 
-fn in_arc(oid: &str, arc: &str) -> bool {
-    oid.strip_prefix(arc)
-        .is_some_and(|rest| rest.starts_with('.'))
-}
-
-/// The CSR's alt names beyond DNS:<certname>, as "DNS:x" / "IP:y"; anything but DNS and
-/// IP is an error.
-fn extra_alt_names(csr: &Csr, certname: &str) -> Result<Vec<String>, String> {
-    let mut extra = Vec::new();
-    for name in csr.subject_alt_names().map_err(|e| e.to_string())? {
-        match &name {
-            GeneralName::Dns(d) if d.eq_ignore_ascii_case(certname) => {}
-            GeneralName::Dns(_) | GeneralName::Ip(_) => extra.push(name.to_string()),
-            other => {
-                return Err(format!(
-                    "CSR '{certname}' requests {other}, which is never signed"
-                ))
-            }
-        }
-    }
-    Ok(extra)
+/// An operator's signing refused by a rule: what to do about it, where there is a way.
+fn operator_refusal(r: Rejection) -> CaFailure {
+    use crate::domain::decision::Reason;
+    let hint = match r.reason {
+        Reason::AltNameNotAllowed => ". To sign it, allow alt names (autosign-proxy ca sign --allow-dns-alt-names, or allow_subject_alt_names in [ca]).",
+        Reason::ForbiddenExtension if !r.message.contains("pp_cli_auth") => ". To sign it, allow authorization extensions (autosign-proxy ca sign --allow-authorization-extensions, or allow_authorization_extensions in [ca]).",
+        _ => "",
+    };
+    CaFailure::Conflict(format!("{}{hint}", r.message))
 }
 
 fn names_of(sans: &[GeneralName]) -> (Vec<String>, Vec<String>) {
@@ -855,12 +806,7 @@ fn authorization_extensions(exts: &[CsrExtension]) -> serde_json::Map<String, se
     exts.iter()
         .filter(|e| in_arc(&e.oid, PP_AUTH_ARC))
         .map(|e| {
-            let name = match e.oid.as_str() {
-                PP_CLI_AUTH_OID => "pp_cli_auth".to_string(),
-                "1.3.6.1.4.1.34380.1.3.1" => "pp_authorization".to_string(),
-                "1.3.6.1.4.1.34380.1.3.13" => "pp_auth_role".to_string(),
-                other => other.to_string(),
-            };
+            let name = crate::oid::auth_extension_name(&e.oid).to_string();
             (name, e.string_value().unwrap_or_default().into())
         })
         .collect()

@@ -173,7 +173,11 @@ pub async fn import_cadir(
     state::initialize(config, store.as_ref(), say)
         .await
         .map_err(|e| e.to_string())?;
-    let app = Arc::new(App::new(store.clone(), config.clone()));
+    let app = Arc::new(App::new(
+        store.clone(),
+        config.clone(),
+        crate::state::reserved_names(config),
+    ));
     let authority = service::authority(config, &dir, app)?;
     authority.rebuild_crl().await.map_err(|e| e.to_string())?;
     let next_serial = store.next_serial().await.map_err(|e| e.to_string())?;

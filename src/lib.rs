@@ -20,6 +20,7 @@ pub mod domain;
 pub mod http;
 pub mod metrics;
 pub mod notify;
+pub mod oid;
 pub mod pem;
 pub mod proxied_ca;
 pub mod regenerate;

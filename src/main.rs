@@ -101,6 +101,10 @@ enum CaCommand {
         /// Sign requests that carry authorization extensions (never pp_cli_auth).
         #[arg(long)]
         allow_authorization_extensions: bool,
+        /// Sign a reserved name: this service's own names, its local client, a trusted or
+        /// admin host. Whoever holds it can act as that name.
+        #[arg(long)]
+        allow_reserved_name: bool,
     },
     /// Revoke certificates; the new CRL is served at once.
     Revoke {
@@ -143,6 +147,9 @@ enum CaCommand {
         /// Where to write <certname>.key.pem, <certname>.cert.pem and ca.pem.
         #[arg(long, default_value = ".")]
         out_dir: PathBuf,
+        /// Generate for a reserved name (this service's own names, a trusted or admin host).
+        #[arg(long)]
+        allow_reserved_name: bool,
     },
 }
 
@@ -290,7 +297,8 @@ async fn run(command: Command, mut config: Config) -> Result<(), String> {
         return migrate(&config, &to, from).await;
     }
     let store = service::open_store(&config).await?;
-    let app = App::new(store, config);
+    let reserved = state::reserved_names(&config);
+    let app = App::new(store, config, reserved);
     let actor = cli_actor();
     match command {
         Command::Serve { .. } | Command::Migrate { .. } => Ok(()),
@@ -759,6 +767,7 @@ async fn ca(app: App, actor: &Actor, cmd: CaCommand) -> Result<(), String> {
             all,
             allow_dns_alt_names,
             allow_authorization_extensions,
+            allow_reserved_name,
         } => {
             let names = if all {
                 authority
@@ -774,6 +783,7 @@ async fn ca(app: App, actor: &Actor, cmd: CaCommand) -> Result<(), String> {
             let options = SignOptions {
                 allow_alt_names: allow_dns_alt_names,
                 allow_authorization_extensions,
+                allow_reserved: allow_reserved_name,
                 ttl_seconds: None,
             };
             let total = names.len();
@@ -825,6 +835,7 @@ async fn ca(app: App, actor: &Actor, cmd: CaCommand) -> Result<(), String> {
             dns_alt_names,
             key_type,
             out_dir,
+            allow_reserved_name,
         } => {
             let algorithm: KeyAlgorithm =
                 key_type.parse().map_err(|e| format!("--key-type: {e}"))?;
@@ -836,7 +847,16 @@ async fn ca(app: App, actor: &Actor, cmd: CaCommand) -> Result<(), String> {
                 });
             }
             let (key_pem, cert) = authority
-                .generate(&certname, names, algorithm, actor)
+                .generate(
+                    &certname,
+                    names,
+                    algorithm,
+                    SignOptions {
+                        allow_reserved: allow_reserved_name,
+                        ..SignOptions::default()
+                    },
+                    actor,
+                )
                 .await
                 .map_err(fail)?;
             std::fs::create_dir_all(&out_dir)

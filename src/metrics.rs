@@ -58,7 +58,7 @@ impl Histogram {
 }
 
 pub struct Metrics {
-    decisions: [AtomicU64; 20],
+    decisions: [AtomicU64; Reason::ALL.len()],
     pub decision_seconds: Histogram,
     pub signing_seconds: Histogram,
     pub certificates_issued: AtomicU64,
@@ -69,7 +69,7 @@ pub struct Metrics {
 
 /// The process's metrics.
 pub static METRICS: Metrics = Metrics {
-    decisions: [const { AtomicU64::new(0) }; 20],
+    decisions: [const { AtomicU64::new(0) }; Reason::ALL.len()],
     decision_seconds: Histogram::new(),
     signing_seconds: Histogram::new(),
     certificates_issued: AtomicU64::new(0),

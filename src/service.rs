@@ -129,7 +129,8 @@ pub async fn start(
     let material = state::tls_material(&config, &dir).map_err(|e| e.to_string())?;
     let listener = TcpListener::bind(&config.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let app = Arc::new(App::new(store, config));
+    let reserved = state::reserved_names(&config);
+    let app = Arc::new(App::new(store, config, reserved));
     let authority = Arc::new(authority(&app.config, &dir, app.clone())?);
     let (proxied, puppet_url) = smart_proxy_ca(&app.config)?;
     let server = http::start(

@@ -2,6 +2,8 @@
 //! certificate, the service's TLS certificate issued by that CA, and the local client
 //! certificate that the CLI and a local autosign-policy present.
 
+use crate::domain::policy::ReservedNames;
+use crate::oid;
 use std::fmt;
 use std::fs;
 use std::io::Write;
@@ -11,7 +13,6 @@ use std::path::{Path, PathBuf};
 
 use crate::ca::issue::{self, CaCertSpec, LeafSpec};
 use crate::ca::signer::{KeyAlgorithm, Signer, SoftwareKey};
-use crate::ca::PP_CLI_AUTH_OID;
 use crate::config::Config;
 use crate::domain::csr::GeneralName;
 use crate::pem;
@@ -292,6 +293,35 @@ async fn claim_ca(
     Ok(())
 }
 
+/// The names no automatic path signs: the service's own TLS names and CN, its local
+/// client, the trusted and admin hosts of the config, and the names of a configured
+/// server certificate.
+pub fn reserved_names(config: &Config) -> ReservedNames {
+    let mut names: Vec<String> = service_names(config)
+        .into_iter()
+        .filter_map(|n| match n {
+            GeneralName::Dns(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    names.push(SERVICE_CN.to_string());
+    names.push(LOCAL_CLIENT_CN.to_string());
+    names.extend(config.trusted_hosts.iter().cloned());
+    names.extend(config.ca.admin_hosts.iter().cloned());
+    if let Some(path) = &config.tls.cert {
+        if let Ok(der) = read_first_cert(path) {
+            if let Ok(info) = issue::cert_info(&der) {
+                names.extend(info.common_name);
+                names.extend(info.subject_alt_names.into_iter().filter_map(|n| match n {
+                    GeneralName::Dns(d) => Some(d),
+                    _ => None,
+                }));
+            }
+        }
+    }
+    ReservedNames::new(names)
+}
+
 /// localhost, the loopback addresses, this host's name, and what the config adds.
 fn service_names(config: &Config) -> Vec<GeneralName> {
     let mut names = vec![
@@ -344,7 +374,7 @@ async fn issue_local_cert(
         .next_serial()
         .await
         .map_err(|e| err("serial allocation", e))?;
-    let extensions = [issue::utf8_extension(PP_CLI_AUTH_OID, "true")];
+    let extensions = [issue::utf8_extension(oid::PP_CLI_AUTH, "true")];
     let spec = LeafSpec {
         common_name: cn,
         subject_spki_der: key.spki_der(),

@@ -7,17 +7,16 @@
 //! cRLNumber. A CA revokes many certificates over its life, so the encoder writes every
 //! entry straight into one buffer and signs once.
 
+use crate::oid;
 use aws_lc_rs::signature::UnparsedPublicKey;
 
-use super::issue::{cert_info, key_identifier, OID_AUTHORITY_KEY_ID};
+use super::issue::{cert_info, key_identifier};
 use super::signer::Signer;
 use super::CaError;
 use crate::der::{self, Reader, Tlv};
 use crate::domain::csr::{read_extensions, read_name, read_wrapped_extensions, PublicKeyKind};
 use crate::pem;
 
-pub const OID_CRL_NUMBER: &str = "2.5.29.20";
-pub const OID_CRL_REASON: &str = "2.5.29.21";
 
 /// PEM label of a CRL.
 pub const CRL_PEM_LABEL: &str = "X509 CRL";
@@ -161,11 +160,11 @@ pub fn build_crl(
         der::context_constructed(0),
         &[&der::seq(&[
             &der::seq(&[
-                &der::oid(OID_AUTHORITY_KEY_ID),
+                &der::oid(oid::AUTHORITY_KEY_ID),
                 &der::octet_string(&der::seq(&[&der::tlv(der::context_primitive(0), &key_id)])),
             ]),
             &der::seq(&[
-                &der::oid(OID_CRL_NUMBER),
+                &der::oid(oid::CRL_NUMBER),
                 &der::octet_string(&der::integer_u64(spec.number)),
             ]),
         ])],
@@ -305,13 +304,13 @@ pub fn crl_info(der_or_pem: &[u8]) -> Result<CrlInfo, CaError> {
     let mut authority_key_id = None;
     for ext in &crl.extensions {
         match ext.oid.as_str() {
-            OID_CRL_NUMBER => {
+            oid::CRL_NUMBER => {
                 let mut r = Reader::new(&ext.value);
                 let n = r.expect(der::INTEGER)?;
                 r.finish()?;
                 number = n.as_u64().ok();
             }
-            OID_AUTHORITY_KEY_ID => authority_key_id = read_aki_key_id(&ext.value)?,
+            oid::AUTHORITY_KEY_ID => authority_key_id = read_aki_key_id(&ext.value)?,
             _ => {}
         }
     }
@@ -340,7 +339,7 @@ fn read_revoked_entry(entry: &Tlv<'_>) -> Result<RevokedEntry, CaError> {
     let mut reason = None;
     if let Some(exts) = r.read_optional(der::SEQUENCE)? {
         for ext in read_extensions(&exts)? {
-            if ext.oid == OID_CRL_REASON {
+            if ext.oid == oid::CRL_REASON {
                 let mut er = Reader::new(&ext.value);
                 let code = er.expect(ENUMERATED)?;
                 er.finish()?;
@@ -429,7 +428,7 @@ pub fn verify_crl(crl_der: &[u8], issuer_cert_der: &[u8]) -> Result<(), CaError>
     let crl_aki = crl
         .extensions
         .iter()
-        .find(|e| e.oid == OID_AUTHORITY_KEY_ID)
+        .find(|e| e.oid == oid::AUTHORITY_KEY_ID)
         .map(|e| read_aki_key_id(&e.value))
         .transpose()?
         .flatten();
@@ -929,7 +928,7 @@ mod tests {
         for r in CrlReason::ALL {
             assert_eq!(CrlReason::from_code(r.code()), Some(r));
             let ext = der::seq(&[&der::seq(&[
-                &der::oid(OID_CRL_REASON),
+                &der::oid(oid::CRL_REASON),
                 &der::octet_string(&der::tlv(ENUMERATED, &[r.code()])),
             ])]);
             assert_eq!(reason_code_extensions(r).to_vec(), ext);

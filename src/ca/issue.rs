@@ -1,26 +1,17 @@
 //! X.509 certificates as puppetserver issues them: the self-signed CA and agent leaves, plus
 //! reading back the fields the rest of the service needs.
 
+use crate::oid;
 use aws_lc_rs::digest;
 
 use super::signer::Signer;
 use super::CaError;
 use crate::der::{self, Reader, Tlv};
 use crate::domain::csr::{
-    parse_general_names, read_name, read_wrapped_extensions, CsrExtension, GeneralName,
-    OID_SUBJECT_ALT_NAME,
+    parse_general_names, read_name, read_wrapped_extensions, CsrExtension, GeneralName
 };
 use crate::pem;
 
-pub const OID_BASIC_CONSTRAINTS: &str = "2.5.29.19";
-pub const OID_KEY_USAGE: &str = "2.5.29.15";
-pub const OID_EXT_KEY_USAGE: &str = "2.5.29.37";
-pub const OID_SUBJECT_KEY_ID: &str = "2.5.29.14";
-pub const OID_AUTHORITY_KEY_ID: &str = "2.5.29.35";
-pub const OID_NS_COMMENT: &str = "2.16.840.1.113730.1.13";
-const OID_SERVER_AUTH: &str = "1.3.6.1.5.5.7.3.1";
-const OID_CLIENT_AUTH: &str = "1.3.6.1.5.5.7.3.2";
-const OID_COMMON_NAME: &str = "2.5.4.3";
 
 /// The nsComment puppetserver puts in every certificate it issues.
 pub const NS_COMMENT: &str = "Puppet Server Internal Certificate";
@@ -33,13 +24,13 @@ const KU_CRL_SIGN: u8 = 6;
 
 /// Extensions the CA writes itself; a caller may not supply them in `extra_extensions`.
 const CA_OWNED_EXTENSIONS: [&str; 7] = [
-    OID_BASIC_CONSTRAINTS,
-    OID_KEY_USAGE,
-    OID_EXT_KEY_USAGE,
-    OID_SUBJECT_KEY_ID,
-    OID_AUTHORITY_KEY_ID,
-    OID_NS_COMMENT,
-    OID_SUBJECT_ALT_NAME,
+    oid::BASIC_CONSTRAINTS,
+    oid::KEY_USAGE,
+    oid::EXT_KEY_USAGE,
+    oid::SUBJECT_KEY_ID,
+    oid::AUTHORITY_KEY_ID,
+    oid::NS_COMMENT,
+    oid::SUBJECT_ALT_NAME,
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -116,7 +107,7 @@ fn extension_der(oid: &str, critical: bool, value: &[u8]) -> Result<Vec<u8>, CaE
 
 fn cn_name(common_name: &str) -> Vec<u8> {
     der::seq(&[&der::set(&[&der::seq(&[
-        &der::oid(OID_COMMON_NAME),
+        &der::oid(oid::COMMON_NAME),
         &der::utf8_string(common_name),
     ])])])
 }
@@ -200,18 +191,18 @@ pub fn self_signed_ca(key: &dyn Signer, spec: &CaCertSpec) -> Result<Vec<u8>, Ca
     let ski = key_identifier(key.spki_der())?;
     let extensions = vec![
         extension_der(
-            OID_BASIC_CONSTRAINTS,
+            oid::BASIC_CONSTRAINTS,
             true,
             &der::seq(&[&der::boolean(true)]),
         )?,
         extension_der(
-            OID_KEY_USAGE,
+            oid::KEY_USAGE,
             true,
             &der::named_bits(&[KU_KEY_CERT_SIGN, KU_CRL_SIGN]),
         )?,
-        extension_der(OID_SUBJECT_KEY_ID, false, &der::octet_string(&ski))?,
-        extension_der(OID_AUTHORITY_KEY_ID, false, &authority_key_id(&ski))?,
-        extension_der(OID_NS_COMMENT, false, &der::ia5_string(NS_COMMENT))?,
+        extension_der(oid::SUBJECT_KEY_ID, false, &der::octet_string(&ski))?,
+        extension_der(oid::AUTHORITY_KEY_ID, false, &authority_key_id(&ski))?,
+        extension_der(oid::NS_COMMENT, false, &der::ia5_string(NS_COMMENT))?,
     ];
     sign_certificate(
         key,
@@ -239,7 +230,7 @@ fn read_issuer(ca_cert_der: &[u8]) -> Result<Issuer<'_>, CaError> {
     let key_id = match parsed
         .extensions
         .iter()
-        .find(|e| e.oid == OID_SUBJECT_KEY_ID)
+        .find(|e| e.oid == oid::SUBJECT_KEY_ID)
     {
         Some(ext) => read_octet_string(&ext.value)?,
         None => key_identifier(parsed.spki.raw)?,
@@ -292,25 +283,25 @@ pub fn issue_leaf(
     let san_refs: Vec<&[u8]> = san_parts.iter().map(Vec::as_slice).collect();
 
     let mut extensions = vec![
-        extension_der(OID_BASIC_CONSTRAINTS, true, &der::seq(&[]))?,
+        extension_der(oid::BASIC_CONSTRAINTS, true, &der::seq(&[]))?,
         extension_der(
-            OID_KEY_USAGE,
+            oid::KEY_USAGE,
             true,
             &der::named_bits(&[KU_DIGITAL_SIGNATURE, KU_KEY_ENCIPHERMENT]),
         )?,
         extension_der(
-            OID_EXT_KEY_USAGE,
+            oid::EXT_KEY_USAGE,
             true,
-            &der::seq(&[&der::oid(OID_SERVER_AUTH), &der::oid(OID_CLIENT_AUTH)]),
+            &der::seq(&[&der::oid(oid::SERVER_AUTH), &der::oid(oid::CLIENT_AUTH)]),
         )?,
-        extension_der(OID_SUBJECT_KEY_ID, false, &der::octet_string(&subject_ski))?,
+        extension_der(oid::SUBJECT_KEY_ID, false, &der::octet_string(&subject_ski))?,
         extension_der(
-            OID_AUTHORITY_KEY_ID,
+            oid::AUTHORITY_KEY_ID,
             false,
             &authority_key_id(&issuer.key_id),
         )?,
-        extension_der(OID_NS_COMMENT, false, &der::ia5_string(NS_COMMENT))?,
-        extension_der(OID_SUBJECT_ALT_NAME, false, &der::seq(&san_refs))?,
+        extension_der(oid::NS_COMMENT, false, &der::ia5_string(NS_COMMENT))?,
+        extension_der(oid::SUBJECT_ALT_NAME, false, &der::seq(&san_refs))?,
     ];
     let mut seen: Vec<&str> = Vec::new();
     for ext in spec.extra_extensions {
@@ -413,7 +404,7 @@ pub fn cert_info(der_or_pem: &[u8]) -> Result<CertInfo, CaError> {
     let subject_alt_names = match parsed
         .extensions
         .iter()
-        .find(|e| e.oid == OID_SUBJECT_ALT_NAME)
+        .find(|e| e.oid == oid::SUBJECT_ALT_NAME)
     {
         Some(ext) => parse_general_names(&ext.value)?,
         None => Vec::new(),
@@ -421,7 +412,7 @@ pub fn cert_info(der_or_pem: &[u8]) -> Result<CertInfo, CaError> {
     let subject_key_id = match parsed
         .extensions
         .iter()
-        .find(|e| e.oid == OID_SUBJECT_KEY_ID)
+        .find(|e| e.oid == oid::SUBJECT_KEY_ID)
     {
         Some(ext) => Some(read_octet_string(&ext.value)?),
         None => None,
@@ -429,7 +420,7 @@ pub fn cert_info(der_or_pem: &[u8]) -> Result<CertInfo, CaError> {
     let is_ca = match parsed
         .extensions
         .iter()
-        .find(|e| e.oid == OID_BASIC_CONSTRAINTS)
+        .find(|e| e.oid == oid::BASIC_CONSTRAINTS)
     {
         Some(ext) => {
             let mut r = Reader::new(&ext.value);
@@ -464,7 +455,6 @@ mod tests {
     use super::*;
     use crate::ca::signer::{KeyAlgorithm, SoftwareKey};
     use crate::ca::testutil::{openssl, TempDir};
-    use crate::ca::PP_CLI_AUTH_OID;
 
     const YEAR: i64 = 365 * 86_400;
 
@@ -495,7 +485,7 @@ mod tests {
             "1.3.6.1.4.1.34380.1.1.1",
             "ED803750-E3C7-44F5-BB08-41A04433FE2E",
         );
-        let cli_auth = utf8_extension(PP_CLI_AUTH_OID, "true");
+        let cli_auth = utf8_extension(oid::PP_CLI_AUTH, "true");
         let sans = [
             GeneralName::Dns("puppet".into()),
             GeneralName::Ip("10.0.0.1".parse().unwrap()),
@@ -666,7 +656,7 @@ mod tests {
             Err(CaError::Key(_))
         ));
         let san = Box::leak(Box::new([CsrExtension {
-            oid: OID_SUBJECT_ALT_NAME.into(),
+            oid: oid::SUBJECT_ALT_NAME.into(),
             critical: false,
             value: der::seq(&[]),
         }]));

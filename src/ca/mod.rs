@@ -11,9 +11,6 @@ use std::fmt;
 use crate::der::DerError;
 use crate::pem::PemError;
 
-/// pp_cli_auth: certificates carrying it ("true") may use the admin endpoints.
-pub const PP_CLI_AUTH_OID: &str = "1.3.6.1.4.1.34380.1.3.39";
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CaError {
     /// The key is unreadable, of an unsupported kind, or does not fit the certificate.

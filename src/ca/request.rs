@@ -1,11 +1,11 @@
 //! Building PKCS#10 certificate requests, for `ca generate`, tests and load benchmarks.
 
+use crate::oid;
 use super::signer::Signer;
 use super::CaError;
 use crate::der;
 use crate::domain::csr::{
-    CsrExtension, GeneralName, StringKind, OID_CHALLENGE_PASSWORD, OID_COMMON_NAME,
-    OID_EXTENSION_REQUEST, OID_SUBJECT_ALT_NAME,
+    CsrExtension, GeneralName, StringKind,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -35,14 +35,14 @@ fn extension_der(ext: &CsrExtension) -> Result<Vec<u8>, CaError> {
 /// A signed CSR, DER.
 pub fn build_csr(key: &dyn Signer, spec: &CsrSpec) -> Result<Vec<u8>, CaError> {
     let subject = der::seq(&[&der::set(&[&der::seq(&[
-        &der::oid(OID_COMMON_NAME),
+        &der::oid(oid::COMMON_NAME),
         &der::utf8_string(spec.common_name),
     ])])]);
 
     let mut attributes: Vec<Vec<u8>> = Vec::new();
     if let Some((password, kind)) = spec.challenge_password {
         attributes.push(der::seq(&[
-            &der::oid(OID_CHALLENGE_PASSWORD),
+            &der::oid(oid::CHALLENGE_PASSWORD),
             &der::set(&[&der::tlv(kind.tag(), password.as_bytes())]),
         ]));
     }
@@ -56,7 +56,7 @@ pub fn build_csr(key: &dyn Signer, spec: &CsrSpec) -> Result<Vec<u8>, CaError> {
         }
         let refs: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
         extensions.push(extension_der(&CsrExtension {
-            oid: OID_SUBJECT_ALT_NAME.to_string(),
+            oid: oid::SUBJECT_ALT_NAME.to_string(),
             critical: false,
             value: der::seq(&refs),
         })?);
@@ -67,7 +67,7 @@ pub fn build_csr(key: &dyn Signer, spec: &CsrSpec) -> Result<Vec<u8>, CaError> {
     if !extensions.is_empty() {
         let refs: Vec<&[u8]> = extensions.iter().map(Vec::as_slice).collect();
         attributes.push(der::seq(&[
-            &der::oid(OID_EXTENSION_REQUEST),
+            &der::oid(oid::EXTENSION_REQUEST),
             &der::set(&[&der::seq(&refs)]),
         ]));
     }

@@ -1,5 +1,6 @@
 //! The CA's private key behind a small trait, so it can later live in an HSM.
 
+use crate::oid;
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -16,13 +17,6 @@ use super::CaError;
 use crate::der::{self, Reader};
 use crate::pem;
 
-const OID_RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
-const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
-const OID_P256: &str = "1.2.840.10045.3.1.7";
-const OID_P384: &str = "1.3.132.0.34";
-const OID_SHA256_RSA: &str = "1.2.840.113549.1.1.11";
-const OID_ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
-const OID_ECDSA_SHA384: &str = "1.2.840.10045.4.3.3";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyAlgorithm {
@@ -63,10 +57,10 @@ impl KeyAlgorithm {
     pub fn signature_algorithm_der(self) -> Vec<u8> {
         match self {
             KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => {
-                der::seq(&[&der::oid(OID_SHA256_RSA), &der::null()])
+                der::seq(&[&der::oid(oid::SHA256_RSA), &der::null()])
             }
-            KeyAlgorithm::EcP256 => der::seq(&[&der::oid(OID_ECDSA_SHA256)]),
-            KeyAlgorithm::EcP384 => der::seq(&[&der::oid(OID_ECDSA_SHA384)]),
+            KeyAlgorithm::EcP256 => der::seq(&[&der::oid(oid::ECDSA_SHA256)]),
+            KeyAlgorithm::EcP384 => der::seq(&[&der::oid(oid::ECDSA_SHA384)]),
         }
     }
 
@@ -245,10 +239,10 @@ impl SoftwareKey {
         let mut alg = r.expect(der::SEQUENCE)?.reader();
         let oid = read_oid(&mut alg)?;
         match oid.as_str() {
-            OID_RSA_ENCRYPTION => Self::from_rsa(
+            oid::RSA_ENCRYPTION => Self::from_rsa(
                 RsaKeyPair::from_pkcs8(der_bytes).map_err(key_err("PKCS#8 RSA key"))?,
             ),
-            OID_EC_PUBLIC_KEY => {
+            oid::EC_PUBLIC_KEY => {
                 let curve = read_oid(&mut alg)?;
                 let key_alg = ec_algorithm_for_curve(&curve)?;
                 let ecdsa = key_alg
@@ -342,8 +336,8 @@ fn read_oid(r: &mut Reader<'_>) -> Result<String, CaError> {
 
 fn ec_algorithm_for_curve(curve: &str) -> Result<KeyAlgorithm, CaError> {
     match curve {
-        OID_P256 => Ok(KeyAlgorithm::EcP256),
-        OID_P384 => Ok(KeyAlgorithm::EcP384),
+        oid::P256 => Ok(KeyAlgorithm::EcP256),
+        oid::P384 => Ok(KeyAlgorithm::EcP384),
         other => Err(CaError::Key(format!(
             "EC curve {other} is not supported (P-256 or P-384)"
         ))),

@@ -4,6 +4,24 @@
 use std::fmt;
 
 use super::certname::Certname;
+use super::token::AltName;
+
+/// An allow-list entry as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AllowRecord {
+    pub pattern: String,
+    /// SANs beyond `DNS:<certname>` that requests approved by this entry may carry.
+    pub alt_names: Vec<AltName>,
+    pub created_at: i64,
+    pub created_by: String,
+}
+
+impl AllowRecord {
+    /// The stored pattern, parsed. A pattern that no longer parses matches nothing.
+    pub fn entry(&self) -> Option<AllowEntry> {
+        AllowEntry::parse(&self.pattern).ok()
+    }
+}
 
 /// One allow-list entry, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 //! custom attributes as PrintableStrings holding `_`. Parsing does not check the signature:
 //! callers ask for [`Csr::verify_signature`] explicitly, as the proof-of-possession step.
 
+use crate::oid;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -16,29 +17,7 @@ use crate::pem;
 /// Largest CSR we look at; real ones are 1–4 KiB.
 pub const MAX_CSR_BYTES: usize = 64 * 1024;
 
-pub const OID_COMMON_NAME: &str = "2.5.4.3";
-pub const OID_CHALLENGE_PASSWORD: &str = "1.2.840.113549.1.9.7";
-pub const OID_EXTENSION_REQUEST: &str = "1.2.840.113549.1.9.14";
-pub const OID_MS_EXTENSION_REQUEST: &str = "1.3.6.1.4.1.311.2.1.14";
-pub const OID_SUBJECT_ALT_NAME: &str = "2.5.29.17";
 
-const OID_RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
-const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
-const OID_P256: &str = "1.2.840.10045.3.1.7";
-const OID_P384: &str = "1.3.132.0.34";
-const OID_P521: &str = "1.3.132.0.35";
-const OID_ED25519: &str = "1.3.101.112";
-const OID_ED448: &str = "1.3.101.113";
-const OID_RSA_PSS: &str = "1.2.840.113549.1.1.10";
-const OID_SHA1_RSA: &str = "1.2.840.113549.1.1.5";
-const OID_MD5_RSA: &str = "1.2.840.113549.1.1.4";
-const OID_SHA256_RSA: &str = "1.2.840.113549.1.1.11";
-const OID_SHA384_RSA: &str = "1.2.840.113549.1.1.12";
-const OID_SHA512_RSA: &str = "1.2.840.113549.1.1.13";
-const OID_ECDSA_SHA1: &str = "1.2.840.10045.4.1";
-const OID_ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
-const OID_ECDSA_SHA384: &str = "1.2.840.10045.4.3.3";
-const OID_ECDSA_SHA512: &str = "1.2.840.10045.4.3.4";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CsrError {
@@ -251,11 +230,11 @@ impl PublicKeyKind {
         };
         let key_bytes = key.bit_string_bytes()?;
         Ok(match alg_oid.as_str() {
-            OID_RSA_ENCRYPTION => PublicKeyKind::Rsa {
+            oid::RSA_ENCRYPTION => PublicKeyKind::Rsa {
                 bits: rsa_modulus_bits(key_bytes)?,
                 der: key_bytes.to_vec(),
             },
-            OID_EC_PUBLIC_KEY => {
+            oid::EC_PUBLIC_KEY => {
                 let curve = match params {
                     Some(p) if p.tag == der::OID => {
                         der::oid_to_string(p.value).ok_or(DerError("bad curve OID"))?
@@ -277,9 +256,9 @@ impl PublicKeyKind {
             PublicKeyKind::Rsa { bits, .. } => format!("RSA {bits}"),
             PublicKeyKind::Ec { curve, .. } => format!("EC {}", curve_name(curve)),
             PublicKeyKind::Other { oid } => match oid.as_str() {
-                OID_ED25519 => "Ed25519".to_string(),
-                OID_ED448 => "Ed448".to_string(),
-                OID_RSA_PSS => "RSA-PSS".to_string(),
+                oid::ED25519 => "Ed25519".to_string(),
+                oid::ED448 => "Ed448".to_string(),
+                oid::RSA_PSS => "RSA-PSS".to_string(),
                 other => format!("unknown key type {other}"),
             },
         }
@@ -288,9 +267,9 @@ impl PublicKeyKind {
 
 fn curve_name(oid: &str) -> String {
     match oid {
-        OID_P256 => "P-256".to_string(),
-        OID_P384 => "P-384".to_string(),
-        OID_P521 => "P-521".to_string(),
+        oid::P256 => "P-256".to_string(),
+        oid::P384 => "P-384".to_string(),
+        oid::P521 => "P-521".to_string(),
         other => format!("curve {other}"),
     }
 }
@@ -336,7 +315,7 @@ pub fn read_name(name: &Tlv<'_>) -> Result<(Vec<String>, bool), DerError> {
             let oid = read_oid(&mut r)?;
             let value = r.read()?;
             r.finish()?;
-            if oid == OID_COMMON_NAME {
+            if oid == oid::COMMON_NAME {
                 cns.push(der::string_lossy(value.tag, value.value));
             } else {
                 other = true;
@@ -465,7 +444,7 @@ impl Csr {
             ar.finish()?;
             let mut vr = values.reader();
             match oid.as_str() {
-                OID_CHALLENGE_PASSWORD => {
+                oid::CHALLENGE_PASSWORD => {
                     let v = vr.read()?;
                     // The password is the build token: an ambiguous one must not reach policy.
                     if !vr.is_empty() || challenge.is_some() {
@@ -478,7 +457,7 @@ impl Csr {
                         StringKind::from_tag(v.tag),
                     ));
                 }
-                OID_EXTENSION_REQUEST | OID_MS_EXTENSION_REQUEST => {
+                oid::EXTENSION_REQUEST | oid::MS_EXTENSION_REQUEST => {
                     while !vr.is_empty() {
                         let seq = vr.read()?;
                         for ext in read_extensions(&seq)? {
@@ -584,7 +563,7 @@ impl Csr {
         match self
             .extensions
             .iter()
-            .find(|e| e.oid == OID_SUBJECT_ALT_NAME)
+            .find(|e| e.oid == oid::SUBJECT_ALT_NAME)
         {
             Some(ext) => parse_general_names(&ext.value)
                 .map_err(|e| CsrError::Malformed(format!("subjectAltName extension: {e}"))),
@@ -621,38 +600,38 @@ pub fn verifier_for<'k>(
     params: Option<&[u8]>,
 ) -> Result<(&'static dyn VerificationAlgorithm, &'k [u8]), String> {
     match (key, sig_oid) {
-        (_, OID_SHA1_RSA | OID_ECDSA_SHA1) => Err("SHA-1 signatures (use SHA-256)".into()),
-        (_, OID_MD5_RSA) => Err("MD5 signatures (use SHA-256)".into()),
-        (_, OID_RSA_PSS) => Err("RSA-PSS signatures".into()),
+        (_, oid::SHA1_RSA | oid::ECDSA_SHA1) => Err("SHA-1 signatures (use SHA-256)".into()),
+        (_, oid::MD5_RSA) => Err("MD5 signatures (use SHA-256)".into()),
+        (_, oid::RSA_PSS) => Err("RSA-PSS signatures".into()),
         (PublicKeyKind::Rsa { bits, .. }, _) if *bits < 2048 => {
             Err(format!("RSA {bits} keys (at least 2048 bits)"))
         }
-        (PublicKeyKind::Rsa { der, .. }, OID_SHA256_RSA | OID_SHA384_RSA | OID_SHA512_RSA) => {
+        (PublicKeyKind::Rsa { der, .. }, oid::SHA256_RSA | oid::SHA384_RSA | oid::SHA512_RSA) => {
             // RFC 4055: parameters are NULL or absent; anything else is not this algorithm.
             if !matches!(params, None | Some([der::NULL, 0])) {
                 return Err("RSA signature with unexpected parameters".into());
             }
             let alg: &'static dyn VerificationAlgorithm = match sig_oid {
-                OID_SHA256_RSA => &signature::RSA_PKCS1_2048_8192_SHA256,
-                OID_SHA384_RSA => &signature::RSA_PKCS1_2048_8192_SHA384,
+                oid::SHA256_RSA => &signature::RSA_PKCS1_2048_8192_SHA256,
+                oid::SHA384_RSA => &signature::RSA_PKCS1_2048_8192_SHA384,
                 _ => &signature::RSA_PKCS1_2048_8192_SHA512,
             };
             Ok((alg, der))
         }
         (
             PublicKeyKind::Ec { curve, point },
-            OID_ECDSA_SHA256 | OID_ECDSA_SHA384 | OID_ECDSA_SHA512,
+            oid::ECDSA_SHA256 | oid::ECDSA_SHA384 | oid::ECDSA_SHA512,
         ) => {
             if params.is_some() {
                 return Err("ECDSA signature with parameters".into());
             }
             let alg: &'static dyn VerificationAlgorithm = match (curve.as_str(), sig_oid) {
-                (OID_P256, OID_ECDSA_SHA256) => &signature::ECDSA_P256_SHA256_ASN1,
-                (OID_P256, OID_ECDSA_SHA384) => &signature::ECDSA_P256_SHA384_ASN1,
-                (OID_P256, _) => &signature::ECDSA_P256_SHA512_ASN1,
-                (OID_P384, OID_ECDSA_SHA256) => &signature::ECDSA_P384_SHA256_ASN1,
-                (OID_P384, OID_ECDSA_SHA384) => &signature::ECDSA_P384_SHA384_ASN1,
-                (OID_P384, _) => &signature::ECDSA_P384_SHA512_ASN1,
+                (oid::P256, oid::ECDSA_SHA256) => &signature::ECDSA_P256_SHA256_ASN1,
+                (oid::P256, oid::ECDSA_SHA384) => &signature::ECDSA_P256_SHA384_ASN1,
+                (oid::P256, _) => &signature::ECDSA_P256_SHA512_ASN1,
+                (oid::P384, oid::ECDSA_SHA256) => &signature::ECDSA_P384_SHA256_ASN1,
+                (oid::P384, oid::ECDSA_SHA384) => &signature::ECDSA_P384_SHA384_ASN1,
+                (oid::P384, _) => &signature::ECDSA_P384_SHA512_ASN1,
                 (other, _) => {
                     return Err(format!(
                         "EC {} keys (P-256 and P-384 are supported)",
@@ -940,11 +919,11 @@ mod tests {
         // Hand-built info: PrintableString with '_' in a custom attribute, version 2, no
         // signature check needed to read it.
         let name = der::seq(&[&der::set(&[&der::seq(&[
-            &der::oid(OID_COMMON_NAME),
+            &der::oid(oid::COMMON_NAME),
             &der::utf8_string("node1"),
         ])])]);
         let spki = der::seq(&[
-            &der::seq(&[&der::oid(OID_EC_PUBLIC_KEY), &der::oid(OID_P256)]),
+            &der::seq(&[&der::oid(oid::EC_PUBLIC_KEY), &der::oid(oid::P256)]),
             &der::bit_string(&[4; 65]),
         ]);
         let attr = der::seq(&[
@@ -954,7 +933,7 @@ mod tests {
         let odd = der::seq(&[&der::oid("1.2.3.4"), &der::set(&[&der::integer_u64(5)])]);
         let attrs = der::set_with_tag(0xa0, &[&attr, &odd]);
         let info = der::seq(&[&der::integer_u64(2), &name, &spki, &attrs]);
-        let sig_alg = der::seq(&[&der::oid(OID_ECDSA_SHA256)]);
+        let sig_alg = der::seq(&[&der::oid(oid::ECDSA_SHA256)]);
         let csr_der = der::seq(&[&info, &sig_alg, &der::bit_string(&[0x30, 0x00])]);
         let csr = Csr::parse(&csr_der).unwrap();
         assert_eq!(csr.version(), 2);
@@ -980,11 +959,11 @@ mod tests {
     fn duplicate_challenge_password_is_malformed() {
         let name = der::seq(&[]);
         let spki = der::seq(&[
-            &der::seq(&[&der::oid(OID_EC_PUBLIC_KEY), &der::oid(OID_P256)]),
+            &der::seq(&[&der::oid(oid::EC_PUBLIC_KEY), &der::oid(oid::P256)]),
             &der::bit_string(&[4; 65]),
         ]);
         let cp = der::seq(&[
-            &der::oid(OID_CHALLENGE_PASSWORD),
+            &der::oid(oid::CHALLENGE_PASSWORD),
             &der::set(&[&der::utf8_string("a"), &der::utf8_string("b")]),
         ]);
         let info = der::seq(&[
@@ -995,7 +974,7 @@ mod tests {
         ]);
         let csr = der::seq(&[
             &info,
-            &der::seq(&[&der::oid(OID_ECDSA_SHA256)]),
+            &der::seq(&[&der::oid(oid::ECDSA_SHA256)]),
             &der::bit_string(&[0]),
         ]);
         assert!(matches!(Csr::parse(&csr), Err(CsrError::Malformed(_))));

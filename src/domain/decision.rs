@@ -41,6 +41,8 @@ pub enum Reason {
     UnknownCriticalExtension,
     ForbiddenAltName,
     AltNameNotAllowed,
+    /// A name the service itself, its clients or its administrators are known by.
+    ReservedName,
     TokenUnknown,
     TokenWrongHost,
     TokenUsed,
@@ -50,7 +52,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 21] = [
         Reason::Token,
         Reason::AllowList,
         Reason::CsrTooLarge,
@@ -65,6 +67,7 @@ impl Reason {
         Reason::UnknownCriticalExtension,
         Reason::ForbiddenAltName,
         Reason::AltNameNotAllowed,
+        Reason::ReservedName,
         Reason::TokenUnknown,
         Reason::TokenWrongHost,
         Reason::TokenUsed,
@@ -89,6 +92,7 @@ impl Reason {
             Reason::UnknownCriticalExtension => "unknown_critical_extension",
             Reason::ForbiddenAltName => "forbidden_alt_name",
             Reason::AltNameNotAllowed => "alt_name_not_allowed",
+            Reason::ReservedName => "reserved_name",
             Reason::TokenUnknown => "token_unknown",
             Reason::TokenWrongHost => "token_wrong_host",
             Reason::TokenUsed => "token_used",

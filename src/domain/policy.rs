@@ -1,71 +1,243 @@
-//! The decision pipeline: one CSR in, one recorded decision out, in the order the design
-//! gives. Each step is a small named function; `decide` reads top to bottom.
+//! The one rule set. Every path that issues a certificate — `/validate`, the CA's
+//! autosign modes, operator signing (API, CLI, Foreman, bulk), renewal and `ca generate` —
+//! runs `check_request` with the `SigningRules` of its path, and issues exactly the
+//! `CheckedRequest` it returns. `decide` adds authorization by build token or allow-list
+//! and records the decision. Each step is a small named function; both read top to bottom.
+//! The domain reaches its state only through the narrow `DecisionStore` port.
 
-use super::allowlist::AllowEntry;
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+
+use super::allowlist::AllowRecord;
 use super::certname::Certname;
-use super::csr::{Csr, CsrError, GeneralName};
+use super::csr::{Csr, CsrError, CsrExtension, GeneralName};
 use super::decision::{Decision, Reason, Rejection, Verdict};
 use super::event::{Actor, NewEvent};
 use super::token::{AltName, TokenHash, TokenRecord, TokenState};
-use crate::store::{AllowRecord, Store, StoreError};
+use crate::oid::{self, in_arc, PP_AUTH_ARC, PP_CLI_AUTH, PP_PRIV_ARC, PP_REG_ARC};
 
-/// Puppet's arc for authorization extensions; certificates carrying them grant rights.
-pub const PP_AUTH_ARC: &str = "1.3.6.1.4.1.34380.1.3";
-/// pp_cli_auth makes a certificate a CA administrator: never autosigned.
-pub const PP_CLI_AUTH: &str = "1.3.6.1.4.1.34380.1.3.39";
-const PP_REG_ARC: &str = "1.3.6.1.4.1.34380.1.1";
-const PP_PRIV_ARC: &str = "1.3.6.1.4.1.34380.1.2";
-const SUBJECT_ALT_NAME: &str = "2.5.29.17";
-const BASIC_CONSTRAINTS: &str = "2.5.29.19";
 /// Extensions a CSR may mark critical without being refused: their meaning is known and
 /// the CA decides the issued certificate's own values anyway.
 const KNOWN_EXTENSIONS: [&str; 5] = [
-    SUBJECT_ALT_NAME,
-    BASIC_CONSTRAINTS,
-    "2.5.29.15", // keyUsage
-    "2.5.29.37", // extKeyUsage
-    "2.5.29.14", // subjectKeyIdentifier
+    oid::SUBJECT_ALT_NAME,
+    oid::BASIC_CONSTRAINTS,
+    oid::KEY_USAGE,
+    oid::EXT_KEY_USAGE,
+    oid::SUBJECT_KEY_ID,
 ];
 
-/// Site policy the pipeline applies beyond the fixed rules.
+/// Site policy the `/validate` and `autosign = policy` paths apply beyond the fixed rules.
 #[derive(Debug, Clone, Default)]
 pub struct PolicySettings {
     /// Authorization extensions (OIDs under 1.3.6.1.4.1.34380.1.3) that may be autosigned.
     /// pp_cli_auth is refused whatever this says.
     pub allowed_auth_extensions: Vec<String>,
+    /// Names never signed automatically: the service's own names, its local client, its
+    /// trusted and admin hosts.
+    pub reserved: ReservedNames,
+}
+
+/// Names that identify the service, its clients or its administrators. A certificate for
+/// one of them (as certname or alt name) would let its holder act as them, so no
+/// automatic path signs one, and an operator must say so explicitly.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReservedNames(HashSet<String>);
+
+impl ReservedNames {
+    pub fn new<I: IntoIterator<Item = S>, S: AsRef<str>>(names: I) -> ReservedNames {
+        ReservedNames(
+            names
+                .into_iter()
+                .map(|n| n.as_ref().trim().to_ascii_lowercase())
+                .filter(|n| !n.is_empty())
+                .collect(),
+        )
+    }
+
+    /// Case-insensitive, as DNS names and Foreman's trusted_hosts compare.
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains(&name.to_ascii_lowercase())
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.0.iter().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+/// Which alt names beyond `DNS:<certname>` a path may issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AltNameRule {
+    /// None: a request carrying any is refused.
+    Refuse,
+    /// Any valid DNS or IP name (an operator's explicit allowance).
+    Allow,
+    /// Whatever the authorizing token or allow-list entry allows (`decide` checks).
+    ByAuthority,
+}
+
+/// Which authorization extensions (the arc that grants rights) a path may issue.
+/// pp_cli_auth is never issued from a request, whatever the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthExtensionRule<'a> {
+    Refuse,
+    /// These OIDs only.
+    Listed(&'a [String]),
+    /// Any but pp_cli_auth (an operator's explicit allowance).
+    Allow,
+}
+
+/// What one signing path may allow beyond the fixed rules.
+#[derive(Debug, Clone, Copy)]
+pub struct SigningRules<'a> {
+    pub alt_names: AltNameRule,
+    pub auth_extensions: AuthExtensionRule<'a>,
+    pub reserved: &'a ReservedNames,
+    /// Sign a reserved name anyway: only an operator, explicitly.
+    pub allow_reserved: bool,
+}
+
+/// A CSR that passed every rule of its path: exactly what the certificate may carry.
+#[derive(Debug, Clone)]
+pub struct CheckedRequest {
+    pub certname: Certname,
+    /// Valid DNS (lower case) and IP names beyond `DNS:<certname>`, each once.
+    pub extra_alt_names: Vec<AltName>,
+    /// The extensions to copy: Puppet's registered and private ones, and the
+    /// authorization ones the rules allowed.
+    pub extensions: Vec<CsrExtension>,
+    /// DER of the SubjectPublicKeyInfo to certify.
+    pub public_key: Vec<u8>,
+    challenge_password: Option<String>,
+}
+
+impl CheckedRequest {
+    /// The certificate's subjectAltName: `DNS:<certname>`, then the extra names.
+    pub fn subject_alt_names(&self) -> Vec<GeneralName> {
+        let mut names = vec![GeneralName::Dns(self.certname.to_string())];
+        names.extend(self.extra_alt_names.iter().map(|n| match n {
+            AltName::Dns(d) => GeneralName::Dns(d.clone()),
+            AltName::Ip(ip) => GeneralName::Ip(*ip),
+        }));
+        names
+    }
+
+    /// Whether the challengePassword was present (never its value).
+    pub fn has_challenge_password(&self) -> bool {
+        self.challenge_password.is_some()
+    }
+}
+
+/// Every rule, in order, for one CSR and the certname asked for (None: the CSR's CN).
+pub fn check_request(
+    csr: &Csr,
+    asked: Option<&str>,
+    rules: &SigningRules<'_>,
+) -> Result<CheckedRequest, Rejection> {
+    verify_possession(csr)?;
+    let certname = check_certname(csr, asked)?;
+    let extensions = check_extensions(csr, rules.auth_extensions)?;
+    let extra_alt_names = check_alt_names(csr, &certname, rules.alt_names)?;
+    check_reserved(&certname, &extra_alt_names, rules)?;
+    Ok(CheckedRequest {
+        challenge_password: csr.challenge_password().map(|(value, _)| value),
+        public_key: csr.public_key_spki_der().to_vec(),
+        certname,
+        extra_alt_names,
+        extensions,
+    })
+}
+
+/// The rules for a certificate whose key is not in a request: `ca generate` (the key is
+/// made here) and renewal (the names and extensions of the certificate being renewed).
+/// The same name checks run; extensions are taken as given, minus anything outside
+/// Puppet's arcs.
+pub fn check_issue(
+    name: &str,
+    alt_names: &[GeneralName],
+    extensions: &[CsrExtension],
+    public_key: Vec<u8>,
+    rules: &SigningRules<'_>,
+) -> Result<CheckedRequest, Rejection> {
+    let certname = Certname::parse(name).map_err(|e| {
+        Rejection::new(
+            Reason::InvalidCertname,
+            format!("certname '{}': {e}", truncate(name, 255)),
+        )
+    })?;
+    let extra_alt_names = collect_alt_names(alt_names.iter().cloned(), &certname)?;
+    check_alt_name_rule(&certname, &extra_alt_names, rules.alt_names)?;
+    check_reserved(&certname, &extra_alt_names, rules)?;
+    let extensions = extensions
+        .iter()
+        .filter(|e| {
+            in_arc(&e.oid, PP_REG_ARC) || in_arc(&e.oid, PP_PRIV_ARC) || in_arc(&e.oid, PP_AUTH_ARC)
+        })
+        .cloned()
+        .collect();
+    Ok(CheckedRequest {
+        certname,
+        extra_alt_names,
+        extensions,
+        public_key,
+        challenge_password: None,
+    })
+}
+
+/// The port `decide` reads and writes state through: four verbs, in domain terms.
+#[async_trait]
+pub trait DecisionStore: Send + Sync {
+    type Error: Send;
+    async fn find_token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, Self::Error>;
+    async fn allow_entries(&self) -> Result<Vec<AllowRecord>, Self::Error>;
+    /// Mark the token used if, and only if, it is still live, recording the approval in
+    /// the same transaction; `None` when another request won.
+    async fn consume_token(
+        &self,
+        token_id: i64,
+        now: i64,
+        event: NewEvent,
+    ) -> Result<Option<i64>, Self::Error>;
+    async fn record_event(&self, event: NewEvent) -> Result<i64, Self::Error>;
+}
+
+/// The CSR to decide on: as received (parsed here, a parse failure is a recorded
+/// rejection), or already parsed by the caller.
+pub enum CsrInput<'a> {
+    Bytes(&'a [u8]),
+    Parsed(&'a Csr),
 }
 
 /// One CSR to decide on.
 pub struct DecisionRequest<'a> {
-    /// The body as received: PEM or DER.
-    pub csr: &'a [u8],
+    pub csr: CsrInput<'a>,
     /// The certname the CA asked about; without it the CSR's CN is used.
     pub certname: Option<&'a str>,
     pub actor: &'a Actor,
 }
 
+/// A decision, and on approval what the certificate may carry.
+pub struct Decided {
+    pub decision: Decision,
+    pub checked: Option<CheckedRequest>,
+}
+
 /// What authorizes an approval.
-enum Authority {
+enum Grant {
     Token(TokenRecord),
     AllowList(AllowRecord),
 }
 
-/// A CSR that passed every check that needs nothing but its bytes.
-struct CheckedCsr {
-    certname: Certname,
-    /// SANs beyond `DNS:<certname>`, which the authority must allow.
-    extra_alt_names: Vec<AltName>,
-    challenge_password: Option<String>,
-}
-
 /// Decide on a CSR and record the decision. Fails closed: a store error is returned as
 /// an error (the caller refuses), never as an approval.
-pub async fn decide(
-    store: &dyn Store,
+pub async fn decide<S: DecisionStore + ?Sized>(
+    store: &S,
     settings: &PolicySettings,
     request: &DecisionRequest<'_>,
     now: i64,
-) -> Result<Decision, StoreError> {
+) -> Result<Decided, S::Error> {
     let mut decision = Decision {
         decision: Verdict::Rejected,
         reason: Reason::NotAuthorized,
@@ -75,18 +247,33 @@ pub async fn decide(
         token_id: None,
         event_id: 0,
     };
+    let rules = SigningRules {
+        alt_names: AltNameRule::ByAuthority,
+        auth_extensions: AuthExtensionRule::Listed(&settings.allowed_auth_extensions),
+        reserved: &settings.reserved,
+        allow_reserved: false,
+    };
 
-    let checked = match parse_csr(request.csr).and_then(|csr| {
-        decision.csr_fingerprint = Some(csr.fingerprint_sha256());
-        check_csr(&csr, request.certname, settings)
-    }) {
+    let parsed;
+    let csr = match &request.csr {
+        CsrInput::Parsed(csr) => *csr,
+        CsrInput::Bytes(bytes) => match parse_csr(bytes) {
+            Ok(csr) => {
+                parsed = csr;
+                &parsed
+            }
+            Err(rejection) => return reject(store, decision, rejection, request.actor, now).await,
+        },
+    };
+    decision.csr_fingerprint = Some(csr.fingerprint_sha256());
+    let checked = match check_request(csr, request.certname, &rules) {
         Ok(checked) => checked,
         Err(rejection) => return reject(store, decision, rejection, request.actor, now).await,
     };
     decision.certname = Some(checked.certname.to_string());
 
-    let authority = match authorize(store, &checked, now).await? {
-        Ok(authority) => authority,
+    let grant = match authorize(store, &checked, now).await? {
+        Ok(grant) => grant,
         Err((rejection, token_id)) => {
             decision.token_id = token_id;
             return reject(store, decision, rejection, request.actor, now).await;
@@ -94,8 +281,8 @@ pub async fn decide(
     };
 
     decision.decision = Verdict::Approved;
-    match authority {
-        Authority::Token(token) => {
+    match grant {
+        Grant::Token(token) => {
             decision.reason = Reason::Token;
             decision.token_id = Some(token.id);
             decision.message = format!(
@@ -106,7 +293,6 @@ pub async fn decide(
             match store.consume_token(token.id, now, event).await? {
                 Some(event_id) => decision.event_id = event_id,
                 None => {
-                    decision.decision = Verdict::Rejected;
                     let lost = Rejection::new(
                         Reason::TokenUsed,
                         format!(
@@ -118,50 +304,39 @@ pub async fn decide(
                 }
             }
         }
-        Authority::AllowList(entry) => {
+        Grant::AllowList(entry) => {
             decision.reason = Reason::AllowList;
             decision.message = format!("approved by allow-list entry '{}'", entry.pattern);
             let event = NewEvent::for_decision(now, request.actor, &decision);
             decision.event_id = store.record_event(event).await?;
         }
     }
-    Ok(decision)
-}
-
-/// Steps 2–5: everything that depends only on the CSR and the name asked for.
-fn check_csr(
-    csr: &Csr,
-    asked: Option<&str>,
-    settings: &PolicySettings,
-) -> Result<CheckedCsr, Rejection> {
-    verify_possession(csr)?;
-    let certname = check_certname(csr, asked)?;
-    check_extensions(csr, settings)?;
-    let extra_alt_names = check_alt_names(csr, &certname)?;
-    Ok(CheckedCsr {
-        challenge_password: csr.challenge_password().map(|(value, _)| value),
-        certname,
-        extra_alt_names,
+    Ok(Decided {
+        decision,
+        checked: Some(checked),
     })
 }
 
-async fn reject(
-    store: &dyn Store,
+async fn reject<S: DecisionStore + ?Sized>(
+    store: &S,
     mut decision: Decision,
     rejection: Rejection,
     actor: &Actor,
     now: i64,
-) -> Result<Decision, StoreError> {
+) -> Result<Decided, S::Error> {
     decision.decision = Verdict::Rejected;
     decision.reason = rejection.reason;
     decision.message = rejection.message;
     let event = NewEvent::for_decision(now, actor, &decision);
     decision.event_id = store.record_event(event).await?;
-    Ok(decision)
+    Ok(Decided {
+        decision,
+        checked: None,
+    })
 }
 
 /// Step 1: PEM of any line width, or DER; attribute strings read leniently.
-fn parse_csr(bytes: &[u8]) -> Result<Csr, Rejection> {
+pub fn parse_csr(bytes: &[u8]) -> Result<Csr, Rejection> {
     Csr::parse(bytes).map_err(|e| {
         let reason = match e {
             CsrError::TooLarge { .. } => Reason::CsrTooLarge,
@@ -223,34 +398,43 @@ fn check_certname(csr: &Csr, asked: Option<&str>) -> Result<Certname, Rejection>
     Ok(certname)
 }
 
-/// Step 4: pp_cli_auth never; other authorization extensions only where the site allows
-/// them; no CA certificates; unknown critical extensions never.
-fn check_extensions(csr: &Csr, settings: &PolicySettings) -> Result<(), Rejection> {
+/// Step 4: pp_cli_auth never; other authorization extensions only as the path allows;
+/// no CA certificates; unknown critical extensions never. Every extension is looked at,
+/// and the ones returned are exactly those the certificate gets.
+fn check_extensions(
+    csr: &Csr,
+    auth: AuthExtensionRule<'_>,
+) -> Result<Vec<CsrExtension>, Rejection> {
+    let mut issued = Vec::new();
     for ext in csr.extensions() {
         let oid = ext.oid.as_str();
         if oid == PP_CLI_AUTH {
             return Err(Rejection::new(
                 Reason::ForbiddenExtension,
-                "the CSR requests pp_cli_auth, which makes a certificate a CA administrator; it is never autosigned",
+                "the CSR requests pp_cli_auth, which makes a certificate a CA administrator; it is never signed from a request",
             ));
         }
-        if in_arc(oid, PP_AUTH_ARC) && !settings.allowed_auth_extensions.iter().any(|a| a == oid) {
-            return Err(Rejection::new(
-                Reason::ForbiddenExtension,
-                format!("the CSR requests authorization extension {oid}, which this service does not autosign"),
-            ));
+        if in_arc(oid, PP_AUTH_ARC) {
+            let allowed = match auth {
+                AuthExtensionRule::Refuse => false,
+                AuthExtensionRule::Listed(list) => list.iter().any(|a| a == oid),
+                AuthExtensionRule::Allow => true,
+            };
+            if !allowed {
+                return Err(Rejection::new(
+                    Reason::ForbiddenExtension,
+                    format!("the CSR requests authorization extension {} ({oid}), which is not allowed here", oid::auth_extension_name(oid)),
+                ));
+            }
         }
-        if oid == BASIC_CONSTRAINTS && requests_ca(&ext.value) {
+        if oid == oid::BASIC_CONSTRAINTS && requests_ca(&ext.value) {
             return Err(Rejection::new(
                 Reason::ForbiddenExtension,
                 "the CSR asks for a CA certificate (basicConstraints CA:TRUE)",
             ));
         }
-        let known = KNOWN_EXTENSIONS.contains(&oid)
-            || in_arc(oid, PP_REG_ARC)
-            || in_arc(oid, PP_PRIV_ARC)
-            || in_arc(oid, PP_AUTH_ARC);
-        if ext.critical && !known {
+        let puppets = in_arc(oid, PP_REG_ARC) || in_arc(oid, PP_PRIV_ARC) || in_arc(oid, PP_AUTH_ARC);
+        if ext.critical && !(KNOWN_EXTENSIONS.contains(&oid) || puppets) {
             return Err(Rejection::new(
                 Reason::UnknownCriticalExtension,
                 format!(
@@ -258,13 +442,11 @@ fn check_extensions(csr: &Csr, settings: &PolicySettings) -> Result<(), Rejectio
                 ),
             ));
         }
+        if puppets {
+            issued.push(ext.clone());
+        }
     }
-    Ok(())
-}
-
-fn in_arc(oid: &str, arc: &str) -> bool {
-    oid.strip_prefix(arc)
-        .is_some_and(|rest| rest.starts_with('.'))
+    Ok(issued)
 }
 
 /// basicConstraints ::= SEQUENCE { cA BOOLEAN DEFAULT FALSE, ... }. Anything unreadable
@@ -278,12 +460,27 @@ fn requests_ca(value: &[u8]) -> bool {
     }
 }
 
-/// Step 5: DNS and IP names only, no wildcards. Returns the names beyond `DNS:<certname>`,
-/// which the authorizing token or entry must allow.
-fn check_alt_names(csr: &Csr, certname: &Certname) -> Result<Vec<AltName>, Rejection> {
+/// Step 5: DNS and IP names only, every DNS name a valid lower-case host name (no
+/// wildcard, no NUL); compared case-insensitively with the certname. Returns the names
+/// beyond `DNS:<certname>`, refused here when the path allows none.
+fn check_alt_names(
+    csr: &Csr,
+    certname: &Certname,
+    rule: AltNameRule,
+) -> Result<Vec<AltName>, Rejection> {
     let names = csr
         .subject_alt_names()
         .map_err(|e| Rejection::new(Reason::MalformedCsr, e.to_string()))?;
+    let extra = collect_alt_names(names, certname)?;
+    check_alt_name_rule(certname, &extra, rule)?;
+    Ok(extra)
+}
+
+/// Every name valid, each once, `DNS:<certname>` left out.
+fn collect_alt_names(
+    names: impl IntoIterator<Item = GeneralName>,
+    certname: &Certname,
+) -> Result<Vec<AltName>, Rejection> {
     let mut extra = Vec::new();
     for name in names {
         let alt = match name {
@@ -292,7 +489,10 @@ fn check_alt_names(csr: &Csr, certname: &Certname) -> Result<Vec<AltName>, Rejec
                 if lower.contains('*') || Certname::parse(&lower).is_err() {
                     return Err(Rejection::new(
                         Reason::ForbiddenAltName,
-                        format!("the CSR requests DNS:{dns}, a wildcard or invalid name"),
+                        format!(
+                            "the CSR requests DNS:{}, a wildcard or invalid name",
+                            dns.escape_default()
+                        ),
                     ));
                 }
                 if lower == certname.as_str() {
@@ -301,8 +501,12 @@ fn check_alt_names(csr: &Csr, certname: &Certname) -> Result<Vec<AltName>, Rejec
                 AltName::Dns(lower)
             }
             GeneralName::Ip(ip) => AltName::Ip(ip),
-            GeneralName::Email(e) => return Err(forbidden_alt_name(&format!("email:{e}"))),
-            GeneralName::Uri(u) => return Err(forbidden_alt_name(&format!("URI:{u}"))),
+            GeneralName::Email(e) => {
+                return Err(forbidden_alt_name(&format!("email:{}", e.escape_default())))
+            }
+            GeneralName::Uri(u) => {
+                return Err(forbidden_alt_name(&format!("URI:{}", u.escape_default())))
+            }
             GeneralName::Other { tag } => {
                 return Err(forbidden_alt_name(&format!("a name of type [{tag}]")))
             }
@@ -314,21 +518,65 @@ fn check_alt_names(csr: &Csr, certname: &Certname) -> Result<Vec<AltName>, Rejec
     Ok(extra)
 }
 
+fn check_alt_name_rule(
+    certname: &Certname,
+    extra: &[AltName],
+    rule: AltNameRule,
+) -> Result<(), Rejection> {
+    if rule == AltNameRule::Refuse && !extra.is_empty() {
+        return Err(Rejection::new(
+            Reason::AltNameNotAllowed,
+            format!(
+                "CSR '{certname}' contains subject alternative names ({}), which are disallowed",
+                join(extra)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn forbidden_alt_name(what: &str) -> Rejection {
     Rejection::new(
         Reason::ForbiddenAltName,
-        format!("the CSR requests {what}; only DNS and IP alt names can be autosigned"),
+        format!("the CSR requests {what}; only DNS and IP alt names can be signed"),
     )
 }
 
-/// Step 6: a presented token must be live and bound to this certname (and is then the
+/// Step 6: no certificate for a reserved name, as certname or as alt name, unless an
+/// operator said so.
+fn check_reserved(
+    certname: &Certname,
+    extra: &[AltName],
+    rules: &SigningRules<'_>,
+) -> Result<(), Rejection> {
+    if rules.allow_reserved {
+        return Ok(());
+    }
+    let reserved = std::iter::once(certname.as_str())
+        .chain(extra.iter().filter_map(|n| match n {
+            AltName::Dns(d) => Some(d.as_str()),
+            AltName::Ip(_) => None,
+        }))
+        .find(|name| rules.reserved.contains(name));
+    match reserved {
+        Some(name) => Err(Rejection::new(
+            Reason::ReservedName,
+            format!(
+                "'{name}' is reserved: it names this service, its local client, a trusted host or an admin host, so a certificate for it is never signed automatically; an operator can sign it explicitly (autosign-proxy ca sign --allow-reserved-name)"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Step 7: a presented token must be live and bound to this certname (and is then the
 /// only thing that can approve); without one, an allow-list entry may approve.
 /// A rejection carries the token id when a token was involved.
-async fn authorize(
-    store: &dyn Store,
-    checked: &CheckedCsr,
+async fn authorize<S: DecisionStore + ?Sized>(
+    store: &S,
+    checked: &CheckedRequest,
     now: i64,
-) -> Result<Result<Authority, (Rejection, Option<i64>)>, StoreError> {
+) -> Result<Result<Grant, (Rejection, Option<i64>)>, S::Error> {
     let certname = &checked.certname;
     let Some(presented) = &checked.challenge_password else {
         return Ok(authorize_by_allow_list(store, checked)
@@ -379,22 +627,18 @@ async fn authorize(
     ) {
         return Ok(Err((rejection, id)));
     }
-    Ok(Ok(Authority::Token(token)))
+    Ok(Ok(Grant::Token(token)))
 }
 
-async fn authorize_by_allow_list(
-    store: &dyn Store,
-    checked: &CheckedCsr,
-) -> Result<Result<Authority, Rejection>, StoreError> {
+async fn authorize_by_allow_list<S: DecisionStore + ?Sized>(
+    store: &S,
+    checked: &CheckedRequest,
+) -> Result<Result<Grant, Rejection>, S::Error> {
     let matching: Vec<AllowRecord> = store
-        .list_allow_entries()
+        .allow_entries()
         .await?
         .into_iter()
-        .filter(|record| {
-            record
-                .entry()
-                .is_some_and(|e: AllowEntry| e.matches(&checked.certname))
-        })
+        .filter(|record| record.entry().is_some_and(|e| e.matches(&checked.certname)))
         .collect();
     let Some(first) = matching.first() else {
         return Ok(Err(Rejection::new(
@@ -409,7 +653,7 @@ async fn authorize_by_allow_list(
         .iter()
         .find(|r| permits(&r.alt_names, &checked.extra_alt_names, "").is_ok())
     {
-        return Ok(Ok(Authority::AllowList(record.clone())));
+        return Ok(Ok(Grant::AllowList(record.clone())));
     }
     Ok(Err(permits(
         &first.alt_names,
@@ -423,10 +667,10 @@ async fn authorize_by_allow_list(
 }
 
 fn permits(allowed: &[AltName], requested: &[AltName], authority: &str) -> Result<(), Rejection> {
-    let refused: Vec<String> = requested
+    let refused: Vec<AltName> = requested
         .iter()
         .filter(|name| !allowed.contains(name))
-        .map(ToString::to_string)
+        .cloned()
         .collect();
     if refused.is_empty() {
         return Ok(());
@@ -435,9 +679,17 @@ fn permits(allowed: &[AltName], requested: &[AltName], authority: &str) -> Resul
         Reason::AltNameNotAllowed,
         format!(
             "the CSR requests {}, which {authority} does not allow",
-            refused.join(", ")
+            join(&refused)
         ),
     ))
+}
+
+fn join(names: &[AltName]) -> String {
+    names
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -503,23 +755,22 @@ mod tests {
 
     #[test]
     fn authorization_extensions_and_unknown_critical_ones_are_refused() {
-        let settings = PolicySettings::default();
+        let settings = AuthExtensionRule::Refuse;
         let ok = csr(
             "a.example.com",
             &[],
             &[utf8_extension("1.3.6.1.4.1.34380.1.1.1", "uuid")],
         );
-        assert!(check_extensions(&ok, &settings).is_ok());
+        assert!(check_extensions(&ok, settings).is_ok());
         let cli = csr("a.example.com", &[], &[utf8_extension(PP_CLI_AUTH, "true")]);
         assert_eq!(
-            reason(check_extensions(&cli, &settings)),
+            reason(check_extensions(&cli, settings)),
             Reason::ForbiddenExtension
         );
-        let allowing = PolicySettings {
-            allowed_auth_extensions: vec![PP_CLI_AUTH.into(), "1.3.6.1.4.1.34380.1.3.2".into()],
-        };
+        let list = vec![PP_CLI_AUTH.to_string(), "1.3.6.1.4.1.34380.1.3.2".to_string()];
+        let allowing = AuthExtensionRule::Listed(&list);
         assert_eq!(
-            reason(check_extensions(&cli, &allowing)),
+            reason(check_extensions(&cli, allowing)),
             Reason::ForbiddenExtension,
             "never, whatever the config"
         );
@@ -529,15 +780,15 @@ mod tests {
             &[utf8_extension("1.3.6.1.4.1.34380.1.3.2", "x")],
         );
         assert_eq!(
-            reason(check_extensions(&auth, &settings)),
+            reason(check_extensions(&auth, settings)),
             Reason::ForbiddenExtension
         );
-        assert!(check_extensions(&auth, &allowing).is_ok());
+        assert!(check_extensions(&auth, allowing).is_ok());
         let mut critical = utf8_extension("1.2.3.4", "x");
         critical.critical = true;
         let c = csr("a.example.com", &[], &[critical]);
         assert_eq!(
-            reason(check_extensions(&c, &settings)),
+            reason(check_extensions(&c, settings)),
             Reason::UnknownCriticalExtension
         );
         // Csr::parse already refuses a repeated extension; parse_csr maps that to malformed.
@@ -583,7 +834,7 @@ mod tests {
             &[],
         );
         let certname = Certname::parse("puppet.example.com").unwrap();
-        let extra = check_alt_names(&c, &certname).unwrap();
+        let extra = check_alt_names(&c, &certname, AltNameRule::ByAuthority).unwrap();
         assert_eq!(
             extra,
             [
@@ -598,7 +849,7 @@ mod tests {
         ] {
             let c = csr("puppet.example.com", std::slice::from_ref(&bad), &[]);
             assert_eq!(
-                reason(check_alt_names(&c, &certname)),
+                reason(check_alt_names(&c, &certname, AltNameRule::ByAuthority)),
                 Reason::ForbiddenAltName,
                 "{bad}"
             );
@@ -618,7 +869,14 @@ mod tests {
     #[test]
     fn the_challenge_password_is_read_as_puppet_writes_it() {
         let c = csr("a.example.com", &[], &[]);
-        let checked = check_csr(&c, None, &PolicySettings::default()).unwrap();
+        let reserved = ReservedNames::default();
+        let rules = SigningRules {
+            alt_names: AltNameRule::ByAuthority,
+            auth_extensions: AuthExtensionRule::Refuse,
+            reserved: &reserved,
+            allow_reserved: false,
+        };
+        let checked = check_request(&c, None, &rules).unwrap();
         assert_eq!(
             checked.challenge_password.as_deref(),
             Some("tok_en_with_underscores")

@@ -2,6 +2,7 @@
 //! `/puppet/ca/validate`, which the autosign-policy executable (and Foreman's own
 //! policy script) calls.
 
+use crate::domain::policy::CsrInput;
 use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -186,8 +187,9 @@ async fn validate(
     }
     let decision = state
         .app
-        .decide(&body, query.certname.as_deref(), &actor)
-        .await?;
+        .decide(CsrInput::Bytes(&body), query.certname.as_deref(), &actor)
+        .await?
+        .decision;
     let status = if decision.approved() {
         StatusCode::OK
     } else {

@@ -1,6 +1,7 @@
 //! TLS for the listener: rustls on aws-lc-rs, client certificates requested but not
 //! required, and the verified client's identity read once per connection.
 
+use crate::oid;
 use std::any::Any;
 use std::sync::Arc;
 
@@ -19,7 +20,6 @@ use rustls::{
 
 use crate::ca::issue::cert_info;
 use crate::ca::signer::SoftwareKey;
-use crate::ca::PP_CLI_AUTH_OID;
 use crate::state::TlsMaterial;
 
 /// Who is on the other end of a connection, from a client certificate rustls verified.
@@ -201,7 +201,7 @@ pub fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
                 return;
             };
             let cli_auth = info.extensions.iter().any(|e| {
-                e.oid == PP_CLI_AUTH_OID && utf8_value(&e.value).as_deref() == Some("true")
+                e.oid == oid::PP_CLI_AUTH && utf8_value(&e.value).as_deref() == Some("true")
             });
             ext.insert(ClientIdentity {
                 common_name,

@@ -12,8 +12,9 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-use crate::domain::allowlist::AllowEntry;
+pub use crate::domain::allowlist::AllowRecord;
 use crate::domain::event::{EventFilter, EventRecord, NewEvent};
+use crate::domain::policy::DecisionStore;
 use crate::domain::token::{AltName, TokenHash, TokenRecord, TokenRequest};
 
 /// A failure of the storage layer. The service fails closed on any of these.
@@ -41,23 +42,6 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
-
-/// An allow-list entry as stored.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct AllowRecord {
-    pub pattern: String,
-    /// SANs beyond `DNS:<certname>` that requests approved by this entry may carry.
-    pub alt_names: Vec<AltName>,
-    pub created_at: i64,
-    pub created_by: String,
-}
-
-impl AllowRecord {
-    /// The stored pattern, parsed. A pattern that no longer parses matches nothing.
-    pub fn entry(&self) -> Option<AllowEntry> {
-        AllowEntry::parse(&self.pattern).ok()
-    }
-}
 
 /// A certificate request the CA holds, pending.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -363,4 +347,31 @@ pub trait Store: Send + Sync {
         identity: &CaIdentity,
         now: i64,
     ) -> Result<CaIdentity, StoreError>;
+}
+
+/// The decision pipeline's port, served by whichever backend is configured.
+#[async_trait]
+impl DecisionStore for dyn Store {
+    type Error = StoreError;
+
+    async fn find_token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
+        Store::find_token(self, hash).await
+    }
+
+    async fn allow_entries(&self) -> Result<Vec<AllowRecord>, StoreError> {
+        self.list_allow_entries().await
+    }
+
+    async fn consume_token(
+        &self,
+        token_id: i64,
+        now: i64,
+        event: NewEvent,
+    ) -> Result<Option<i64>, StoreError> {
+        Store::consume_token(self, token_id, now, event).await
+    }
+
+    async fn record_event(&self, event: NewEvent) -> Result<i64, StoreError> {
+        Store::record_event(self, event).await
+    }
 }
