@@ -30,8 +30,8 @@ fn main() {
     let clients: usize = env("CLIENTS", 8);
     let bulk: usize = env("BULK", 100_000);
     let bench = common::start_with(&format!("ca-{ca}"), |c| {
-        c.ca.key_algorithm = ca.clone();
-        c.ca.autosign = "true".into();
+        c.ca.key_algorithm = ca.parse().expect("CA: a key algorithm");
+        c.ca.autosign = autosign_proxy::config::AutosignMode::Always;
     });
     let csrs = Arc::new(common::plain_csrs("s", count, KeyAlgorithm::Rsa2048));
     let rate = common::sign_all((0..clients).map(|_| bench.connect()).collect(), &csrs);
@@ -42,7 +42,7 @@ fn main() {
     // Bulk: certificates straight into the store (copies of a real one), then the
     // statuses call and a CRL rebuild with every one of them revoked.
     let sample = actix_web::rt::System::new()
-        .block_on(bench.app.store.ca_certificate("s-0.example.com"))
+        .block_on(bench.store.ca_certificate("s-0.example.com"))
         .expect("store")
         .expect("a signed certificate");
     // A real status object (fingerprints, names, dates), as every signed certificate has.
@@ -52,7 +52,7 @@ fn main() {
         .expect("present");
     let template = serde_json::to_string(&status).expect("json");
     let actor = Actor::new("bench", None);
-    let store = bench.app.store.clone();
+    let store = bench.store.clone();
     let fill = Instant::now();
     actix_web::rt::System::new().block_on(async {
         let mut pending = Vec::new();

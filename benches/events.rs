@@ -17,7 +17,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let bench = common::start("events");
-    let store = bench.app.store.clone();
+    let store = bench.store.clone();
     let actor = Actor::new("bench", Some("req".into()));
     let fill = Instant::now();
     let now = autosign_proxy::timefmt::now();

@@ -26,8 +26,8 @@ fn main() {
     let clients: usize = env("CLIENTS", 8);
     let csrs = Arc::new(common::plain_csrs("r", count, KeyAlgorithm::Rsa2048));
     let settings = |c: &mut autosign_proxy::config::Config, url: &str| {
-        c.ca.key_algorithm = ca.clone();
-        c.ca.autosign = "true".into();
+        c.ca.key_algorithm = ca.parse().expect("CA: a key algorithm");
+        c.ca.autosign = autosign_proxy::config::AutosignMode::Always;
         c.database_url = url.to_string();
     };
     println!("{count} CSRs (RSA-2048), {clients} keep-alive clients, {ca} CA, 2 HTTP workers per replica");

@@ -6,6 +6,51 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::ca::signer::KeyAlgorithm;
+
+/// How a CSR that arrives over the CA API gets signed without an operator.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum AutosignMode {
+    /// The decision pipeline: build tokens and the allow-list.
+    Policy,
+    /// Never: every request waits for an operator.
+    Never,
+    /// Always (labs), still refusing alt names and authorization extensions.
+    Always,
+    /// An external executable under puppetserver's contract, with a timeout.
+    Exec(PathBuf),
+}
+
+impl std::str::FromStr for AutosignMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<AutosignMode, String> {
+        match s {
+            "policy" => Ok(AutosignMode::Policy),
+            "false" => Ok(AutosignMode::Never),
+            "true" => Ok(AutosignMode::Always),
+            _ => match s.strip_prefix("exec:") {
+                Some(path) if path.starts_with('/') => Ok(AutosignMode::Exec(PathBuf::from(path))),
+                _ => Err(format!(
+                    "autosign '{s}' is not policy, true, false or exec:/absolute/path"
+                )),
+            },
+        }
+    }
+}
+
+impl TryFrom<String> for AutosignMode {
+    type Error = String;
+    fn try_from(s: String) -> Result<AutosignMode, String> {
+        s.parse()
+    }
+}
+
+/// Whether a `database_url` names PostgreSQL (the only other backend).
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 /// Everything the service can be told. Every field has a working default.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -70,6 +115,17 @@ impl Default for WebhookConfig {
     }
 }
 
+/// Which CA Foreman's `/puppet/ca` routes act on.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SmartProxyCa {
+    /// This service's own CA.
+    #[default]
+    Builtin,
+    /// An existing puppetserver CA, through its CA API.
+    Puppetserver,
+}
+
 /// How Foreman sees this service as its smart proxy.
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -79,7 +135,7 @@ pub struct SmartProxyConfig {
     pub puppet_url: String,
     /// "builtin": /puppet/ca lists, signs and cleans on this service's CA.
     /// "puppetserver": they go to puppetserver's CA API at puppet_url.
-    pub ca: String,
+    pub ca: SmartProxyCa,
     /// For "puppetserver": a client certificate carrying pp_cli_auth, its key, and the
     /// CA bundle that issued puppetserver's certificate.
     pub puppet_ssl_cert: Option<PathBuf>,
@@ -106,12 +162,12 @@ pub struct TlsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct CaConfig {
     /// rsa-2048, rsa-3072, rsa-4096 (Puppet's default), ec-p256 or ec-p384.
-    pub key_algorithm: String,
+    pub key_algorithm: KeyAlgorithm,
     /// The CA certificate's CN.
     pub common_name: String,
     /// How CSRs sent to the CA API get signed without an operator: `policy` (build tokens
     /// and the allow-list), `false`, `true`, or `exec:/path/to/executable`.
-    pub autosign: String,
+    pub autosign: AutosignMode,
     /// Lifetime of issued certificates (puppetserver's ca_ttl default: 5 years).
     pub cert_ttl_days: i64,
     /// nextUpdate of the CRL: long, since Puppet 7 agents never refresh their CRL.
@@ -166,9 +222,9 @@ impl Default for Config {
 impl Default for CaConfig {
     fn default() -> CaConfig {
         CaConfig {
-            key_algorithm: "rsa-4096".into(),
+            key_algorithm: KeyAlgorithm::Rsa4096,
             common_name: "Puppet CA: autosign-proxy".into(),
-            autosign: "policy".into(),
+            autosign: AutosignMode::Policy,
             cert_ttl_days: 5 * 365,
             crl_ttl_days: 5 * 365,
             allow_duplicate_certs: false,
@@ -253,14 +309,6 @@ impl Config {
                 "tls.cert and tls.key must be set together".into(),
             ));
         }
-        self.ca
-            .key_algorithm
-            .parse::<crate::ca::signer::KeyAlgorithm>()
-            .map_err(|e| ConfigError(format!("ca.key_algorithm: {e}")))?;
-        self.ca
-            .autosign
-            .parse::<crate::authority::AutosignMode>()
-            .map_err(|e| ConfigError(format!("ca.autosign: {e}")))?;
         if self.ca.cert_ttl_days < 1 || self.ca.crl_ttl_days < 1 || self.ca.exec_timeout_seconds < 1
         {
             return Err(ConfigError(
@@ -274,7 +322,7 @@ impl Config {
                 crate::domain::token::MAX_TTL_MINUTES
             )));
         }
-        if !self.database_url.is_empty() && !crate::service::is_postgres_url(&self.database_url) {
+        if !self.database_url.is_empty() && !is_postgres_url(&self.database_url) {
             return Err(ConfigError(
                 "database_url must be a postgres:// or postgresql:// URL (empty: SQLite in data_dir)"
                     .into(),
@@ -367,7 +415,7 @@ mod tests {
     fn defaults_need_nothing() {
         let c = Config::load(None, env(&[])).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8140");
-        assert_eq!(c.ca.key_algorithm, "rsa-4096");
+        assert_eq!(c.ca.key_algorithm, KeyAlgorithm::Rsa4096);
         assert_eq!(c.tokens.default_ttl_minutes, 360);
     }
 

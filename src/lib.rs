@@ -10,10 +10,9 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod admin;
 pub mod app;
-pub mod authority;
 pub mod ca;
-pub mod ca_import;
 pub mod config;
 pub mod der;
 pub mod domain;
@@ -22,9 +21,6 @@ pub mod metrics;
 pub mod notify;
 pub mod oid;
 pub mod pem;
-pub mod proxied_ca;
-pub mod regenerate;
-pub mod service;
-pub mod state;
+pub mod startup;
 pub mod store;
 pub mod timefmt;

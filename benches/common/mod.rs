@@ -7,22 +7,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use autosign_policy::{client_config, Connection, TlsFiles};
+use autosign_proxy::app::authority::Authority;
 use autosign_proxy::app::App;
-use autosign_proxy::authority::Authority;
 use autosign_proxy::ca::request::{build_csr, CsrSpec};
 use autosign_proxy::ca::signer::{KeyAlgorithm, SoftwareKey};
 use autosign_proxy::config::Config;
 use autosign_proxy::domain::csr::StringKind;
 use autosign_proxy::domain::event::Actor;
 use autosign_proxy::pem;
-use autosign_proxy::service;
-use autosign_proxy::state::DataDir;
+use autosign_proxy::startup;
+use autosign_proxy::startup::datadir::DataDir;
 
 pub struct Bench {
     pub port: u16,
     pub dir: DataDir,
     pub app: Arc<App>,
     pub authority: Arc<Authority>,
+    pub store: Arc<dyn autosign_proxy::store::Store>,
 }
 
 /// Start the service in its own thread (two HTTP workers, as on this machine).
@@ -41,22 +42,28 @@ pub fn start_in(data_dir: std::path::PathBuf, adjust: impl FnOnce(&mut Config)) 
     let mut config = Config::load(None, std::iter::empty()).expect("config");
     config.data_dir = data_dir;
     config.listen = "127.0.0.1:0".into();
-    config.ca.key_algorithm = "ec-p256".into();
+    config.ca.key_algorithm = autosign_proxy::ca::signer::KeyAlgorithm::EcP256;
     config.log_level = "warn".into();
     adjust(&mut config);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
-            let started = service::start(config, 2, &mut |_| {})
+            let started = startup::start(config, 2, &mut |_| {})
                 .await
                 .expect("service start");
             let server = started.server;
-            tx.send((server.port, started.dir, started.app, started.authority))
-                .expect("send");
+            tx.send((
+                server.port,
+                started.dir,
+                started.app,
+                started.authority,
+                started.store,
+            ))
+            .expect("send");
             let _ = server.server.await;
         })
     });
-    let (port, dir, app, authority) = rx
+    let (port, dir, app, authority, store) = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("service did not start");
     Bench {
@@ -64,6 +71,7 @@ pub fn start_in(data_dir: std::path::PathBuf, adjust: impl FnOnce(&mut Config)) 
         dir,
         app,
         authority,
+        store,
     }
 }
 

@@ -17,7 +17,6 @@ use crate::der::{self, Reader, Tlv};
 use crate::domain::csr::{read_extensions, read_name, read_wrapped_extensions, PublicKeyKind};
 use crate::pem;
 
-
 /// PEM label of a CRL.
 pub const CRL_PEM_LABEL: &str = "X509 CRL";
 

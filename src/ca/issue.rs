@@ -8,10 +8,9 @@ use super::signer::Signer;
 use super::CaError;
 use crate::der::{self, Reader, Tlv};
 use crate::domain::csr::{
-    parse_general_names, read_name, read_wrapped_extensions, CsrExtension, GeneralName
+    parse_general_names, read_name, read_wrapped_extensions, CsrExtension, GeneralName,
 };
 use crate::pem;
-
 
 /// The nsComment puppetserver puts in every certificate it issues.
 pub const NS_COMMENT: &str = "Puppet Server Internal Certificate";

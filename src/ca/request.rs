@@ -1,12 +1,10 @@
 //! Building PKCS#10 certificate requests, for `ca generate`, tests and load benchmarks.
 
-use crate::oid;
 use super::signer::Signer;
 use super::CaError;
 use crate::der;
-use crate::domain::csr::{
-    CsrExtension, GeneralName, StringKind,
-};
+use crate::domain::csr::{CsrExtension, GeneralName, StringKind};
+use crate::oid;
 
 #[derive(Debug, Clone, Copy)]
 pub struct CsrSpec<'a> {

@@ -17,8 +17,9 @@ use super::CaError;
 use crate::der::{self, Reader};
 use crate::pem;
 
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The kinds of CA and generated keys; `[ca] key_algorithm` reads straight into one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum KeyAlgorithm {
     Rsa2048,
     Rsa3072,
@@ -76,6 +77,13 @@ impl KeyAlgorithm {
 impl fmt::Display for KeyAlgorithm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for KeyAlgorithm {
+    type Error = CaError;
+    fn try_from(s: String) -> Result<Self, CaError> {
+        s.parse()
     }
 }
 

@@ -17,8 +17,6 @@ use crate::pem;
 /// Largest CSR we look at; real ones are 1–4 KiB.
 pub const MAX_CSR_BYTES: usize = 64 * 1024;
 
-
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CsrError {
     TooLarge { size: usize },

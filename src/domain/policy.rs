@@ -433,7 +433,8 @@ fn check_extensions(
                 "the CSR asks for a CA certificate (basicConstraints CA:TRUE)",
             ));
         }
-        let puppets = in_arc(oid, PP_REG_ARC) || in_arc(oid, PP_PRIV_ARC) || in_arc(oid, PP_AUTH_ARC);
+        let puppets =
+            in_arc(oid, PP_REG_ARC) || in_arc(oid, PP_PRIV_ARC) || in_arc(oid, PP_AUTH_ARC);
         if ext.critical && !(KNOWN_EXTENSIONS.contains(&oid) || puppets) {
             return Err(Rejection::new(
                 Reason::UnknownCriticalExtension,
@@ -767,7 +768,10 @@ mod tests {
             reason(check_extensions(&cli, settings)),
             Reason::ForbiddenExtension
         );
-        let list = vec![PP_CLI_AUTH.to_string(), "1.3.6.1.4.1.34380.1.3.2".to_string()];
+        let list = vec![
+            PP_CLI_AUTH.to_string(),
+            "1.3.6.1.4.1.34380.1.3.2".to_string(),
+        ];
         let allowing = AuthExtensionRule::Listed(&list);
         assert_eq!(
             reason(check_extensions(&cli, allowing)),

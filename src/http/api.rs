@@ -271,10 +271,7 @@ async fn host_history(
 
 /// Prometheus exposition; read-only, so open like /features.
 async fn metrics(state: web::Data<HttpState>) -> Result<HttpResponse, ApiError> {
-    let store = &state.app.store;
-    let live = store.live_token_count(crate::timefmt::now()).await?;
-    let backlog = store.webhook_backlog().await?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(crate::metrics::METRICS.render(live, backlog)))
+        .body(state.app.metrics_text().await?))
 }

@@ -5,7 +5,6 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::app::AppError;
-use crate::authority::CaFailure;
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -41,6 +40,7 @@ impl From<AppError> for ApiError {
         match e {
             AppError::Invalid(m) => ApiError::BadRequest(m),
             AppError::NotFound(m) => ApiError::NotFound(m),
+            AppError::Conflict(m) | AppError::NoRequest(m) => ApiError::Conflict(m),
             AppError::Store(e) => ApiError::from(e),
             AppError::Internal(m) => ApiError::Internal(m),
         }
@@ -121,17 +121,5 @@ impl ResponseError for PlainError {
         HttpResponse::build(self.status_code())
             .content_type("text/plain; charset=utf-8")
             .body(self.0.public_message())
-    }
-}
-
-impl From<CaFailure> for ApiError {
-    fn from(e: CaFailure) -> ApiError {
-        match e {
-            CaFailure::Invalid(m) => ApiError::BadRequest(m),
-            CaFailure::NotFound(m) => ApiError::NotFound(m),
-            CaFailure::Conflict(m) => ApiError::Conflict(m),
-            CaFailure::Store(e) => ApiError::from(e),
-            CaFailure::Internal(m) => ApiError::Internal(m),
-        }
     }
 }

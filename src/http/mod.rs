@@ -14,11 +14,12 @@ use std::sync::Arc;
 use actix_web::dev::ServerHandle;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
+use crate::app::authority::Authority;
+use crate::app::authority::ForemanCa;
 use crate::app::App;
-use crate::authority::Authority;
+use crate::config::Config;
 use crate::domain::event::Actor;
-use crate::proxied_ca::PuppetserverCa;
-use crate::state::{TlsMaterial, LOCAL_CLIENT_CN};
+use crate::startup::datadir::{TlsMaterial, LOCAL_CLIENT_CN};
 use errors::ApiError;
 use tls::ClientIdentity;
 
@@ -26,29 +27,37 @@ use tls::ClientIdentity;
 pub struct HttpState {
     pub app: Arc<App>,
     pub authority: Arc<Authority>,
-    /// Set when /puppet/ca acts on a puppetserver CA instead of ours.
-    pub proxied: Option<Arc<PuppetserverCa>>,
+    /// The CA /puppet/ca acts on: ours, or an existing puppetserver's.
+    pub foreman_ca: Arc<dyn ForemanCa>,
     /// The Puppet CA URL Foreman hands to hosts.
     pub puppet_url: String,
-    /// Client certificate CNs allowed on the provisioning and Foreman APIs.
+    /// Client certificate CNs allowed on the provisioning and Foreman APIs, lower case
+    /// (compared case-insensitively, as Foreman's smart proxy does).
     pub trusted_hosts: HashSet<String>,
+    /// Client certificate CNs allowed on the CA admin endpoints, lower case.
+    pub admin_hosts: HashSet<String>,
 }
 
 impl HttpState {
     pub fn new(
         app: Arc<App>,
         authority: Arc<Authority>,
-        proxied: Option<Arc<PuppetserverCa>>,
+        foreman_ca: Arc<dyn ForemanCa>,
         puppet_url: String,
+        config: &Config,
     ) -> HttpState {
-        let mut trusted_hosts: HashSet<String> = app.config.trusted_hosts.iter().cloned().collect();
+        let lower = |names: &[String]| -> HashSet<String> {
+            names.iter().map(|n| n.to_ascii_lowercase()).collect()
+        };
+        let mut trusted_hosts = lower(&config.trusted_hosts);
         trusted_hosts.insert(LOCAL_CLIENT_CN.to_string());
         HttpState {
             app,
             authority,
-            proxied,
+            foreman_ca,
             puppet_url,
             trusted_hosts,
+            admin_hosts: lower(&config.ca.admin_hosts),
         }
     }
 
@@ -60,7 +69,11 @@ impl HttpState {
             .cloned()
             .or_else(|| req.extensions().get::<ClientIdentity>().cloned());
         match identity {
-            Some(id) if self.trusted_hosts.contains(&id.common_name) => {
+            Some(id)
+                if self
+                    .trusted_hosts
+                    .contains(&id.common_name.to_ascii_lowercase()) =>
+            {
                 Ok(Actor::new(id.common_name, request_id))
             }
             Some(id) => {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::errors::{ApiError, PlainError};
 use super::tls::ClientIdentity;
 use super::HttpState;
-use crate::authority::SignOptions;
+use crate::app::authority::SignOptions;
 use crate::domain::csr::MAX_CSR_BYTES;
 use crate::domain::event::Actor;
 use crate::timefmt;
@@ -82,9 +82,13 @@ impl actix_web::FromRequest for Admin {
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let admin_hosts = req
             .app_data::<web::Data<HttpState>>()
-            .map(|s| &s.app.config.ca.admin_hosts);
+            .map(|s| &s.admin_hosts);
         let result = match identity(req) {
-            Some(id) if id.cli_auth || admin_hosts.is_some_and(|h| h.contains(&id.common_name)) => {
+            Some(id)
+                if id.cli_auth
+                    || admin_hosts
+                        .is_some_and(|h| h.contains(&id.common_name.to_ascii_lowercase())) =>
+            {
                 Ok(Admin(Actor::new(id.common_name, request_id(req))))
             }
             other => Err(PlainError(ApiError::Forbidden(format!(
@@ -190,16 +194,7 @@ async fn delete_request(
     state: web::Data<HttpState>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, PlainError> {
-    let event =
-        crate::domain::event::NewEvent::new(timefmt::now(), "certificate_request_deleted", &actor)
-            .certname(name.as_str())
-            .message("pending certificate request deleted");
-    if state
-        .app
-        .store
-        .ca_delete_request(&name, Some(event))
-        .await?
-    {
+    if state.authority.delete_request(&name, &actor).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound(format!("Could not find certificate_request {name}")).into())
@@ -387,12 +382,12 @@ async fn sign_names(
             .await
         {
             Ok(_) => signed.push(name.clone()),
-            Err(crate::authority::CaFailure::Conflict(m))
+            Err(crate::app::AppError::Conflict(m))
                 if m.contains("without a certificate request") =>
             {
                 no_csr.push(name.clone())
             }
-            Err(crate::authority::CaFailure::Store(e)) => return Err(e.into()),
+            Err(crate::app::AppError::Store(e)) => return Err(e.into()),
             Err(e) => errors.push(serde_json::json!({ "certname": name, "error": e.to_string() })),
         }
     }
@@ -412,14 +407,7 @@ async fn sign_all(
     Admin(actor): Admin,
     state: web::Data<HttpState>,
 ) -> Result<HttpResponse, PlainError> {
-    let names: Vec<String> = state
-        .app
-        .store
-        .ca_requests()
-        .await?
-        .into_iter()
-        .map(|r| r.certname)
-        .collect();
+    let names = state.authority.pending_names().await?;
     Ok(HttpResponse::Ok().json(sign_names(&state, &names, &actor).await?))
 }
 
@@ -439,8 +427,8 @@ async fn renewal(
 /// database answers, so a load balancer's health check takes a replica that cannot
 /// decide out of rotation.
 async fn running(state: web::Data<HttpState>) -> HttpResponse {
-    match state.app.store.ca_identity().await {
-        Ok(_) => HttpResponse::Ok()
+    match state.app.health().await {
+        Ok(()) => HttpResponse::Ok()
             .content_type("text/plain; charset=utf-8")
             .body("running"),
         Err(e) => {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::errors::ApiError;
 use super::{HttpState, Trusted};
-use crate::authority::{CaFailure, SignOptions};
+use crate::app::AppError;
 use crate::domain::csr::MAX_CSR_BYTES;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -49,11 +49,7 @@ async fn version() -> HttpResponse {
 
 /// What Foreman registers a proxy with (trusted hosts only).
 async fn features_v2(_trusted: Trusted, state: web::Data<HttpState>) -> HttpResponse {
-    let ca = if state.proxied.is_some() {
-        "puppetserver"
-    } else {
-        "builtin"
-    };
+    let ca = state.foreman_ca.kind();
     HttpResponse::Ok().json(serde_json::json!({
         "puppetca": {
             "http_enabled": false,
@@ -71,16 +67,7 @@ async fn list_certificates(
     _trusted: Trusted,
     state: web::Data<HttpState>,
 ) -> Result<HttpResponse, ApiError> {
-    let statuses: Vec<serde_json::Value> = match &state.proxied {
-        Some(ca) => ca.statuses().await?,
-        None => state
-            .authority
-            .statuses(None)
-            .await?
-            .into_iter()
-            .filter_map(|s| serde_json::to_value(s).ok())
-            .collect(),
-    };
+    let statuses = state.foreman_ca.statuses().await?;
     let now = crate::timefmt::now();
     let mut out = serde_json::Map::new();
     for st in statuses {
@@ -121,22 +108,12 @@ async fn sign_certificate(
     state: web::Data<HttpState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = path.into_inner();
-    match &state.proxied {
-        Some(ca) => ca.sign(&name).await?,
-        None => match state
-            .authority
-            .sign(&name, SignOptions::default(), &actor)
-            .await
-        {
-            Ok(_) => {}
-            Err(CaFailure::Conflict(m)) if m.contains("without a certificate request") => {
-                return Err(ApiError::NotFound(m));
-            }
-            Err(e) => return Err(e.into()),
-        },
+    match state.foreman_ca.sign(&path, &actor).await {
+        Ok(()) => Ok(HttpResponse::Ok().finish()),
+        // Foreman reads 404 as "nothing to sign".
+        Err(AppError::NoRequest(m)) => Err(ApiError::NotFound(m)),
+        Err(e) => Err(e.into()),
     }
-    Ok(HttpResponse::Ok().finish())
 }
 
 /// Foreman's "revoke, then delete"; 404 (which Foreman accepts) when there is nothing.
@@ -145,16 +122,11 @@ async fn clean_certificate(
     state: web::Data<HttpState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = path.into_inner();
-    let cleaned = match &state.proxied {
-        Some(ca) => ca.clean(&name).await?,
-        None => state.authority.clean(&name, &actor).await?,
-    };
-    if cleaned {
+    if state.foreman_ca.clean(&path, &actor).await? {
         Ok(HttpResponse::Ok().finish())
     } else {
         Err(ApiError::NotFound(format!(
-            "no certificate or request for {name}"
+            "no certificate or request for {path}"
         )))
     }
 }

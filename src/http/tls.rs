@@ -20,7 +20,7 @@ use rustls::{
 
 use crate::ca::issue::cert_info;
 use crate::ca::signer::SoftwareKey;
-use crate::state::TlsMaterial;
+use crate::startup::datadir::TlsMaterial;
 
 /// Who is on the other end of a connection, from a client certificate rustls verified.
 #[derive(Debug, Clone, PartialEq, Eq)]

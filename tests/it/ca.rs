@@ -2,6 +2,7 @@
 //! bootstrap with a token, manual signing, alt-name gating, and everything we issue
 //! checked by openssl.
 
+use autosign_proxy::config::AutosignMode;
 use std::process::Command;
 use std::time::Duration;
 
@@ -96,7 +97,7 @@ fn under_autosign_false_an_operator_signs_and_alt_names_are_gated() {
     if !puppet::require_puppet("under_autosign_false_an_operator_signs_and_alt_names_are_gated") {
         return;
     }
-    let svc = Service::start_with("ca-manual", |c| c.ca.autosign = "false".into());
+    let svc = Service::start_with("ca-manual", |c| c.ca.autosign = AutosignMode::Never);
     let dir = temp_dir("ca-manual");
     let first = puppet::agent_bootstrap(&dir.join("a"), "manual.example.com", svc.port, None, None);
     assert!(!first.success, "nothing signs under autosign=false");
@@ -233,7 +234,7 @@ fn debians_puppetserver_ca_cli_drives_our_ca() {
     if !puppet::require_puppet("debians_puppetserver_ca_cli_drives_our_ca") {
         return;
     }
-    let svc = Service::start_with("ca-cli", |c| c.ca.autosign = "false".into());
+    let svc = Service::start_with("ca-cli", |c| c.ca.autosign = AutosignMode::Never);
     let dir = temp_dir("ca-cli");
     let ssl = admin_ssldir(&svc, &dir);
     let mut c = svc.client();
@@ -295,7 +296,7 @@ fn proxy(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn the_operator_cli_lists_signs_revokes_cleans_and_generates() {
-    let svc = Service::start_with("ca-ops", |c| c.ca.autosign = "false".into());
+    let svc = Service::start_with("ca-ops", |c| c.ca.autosign = AutosignMode::Never);
     let mut c = svc.client();
     submit(
         &mut c,
@@ -432,7 +433,7 @@ fn the_operator_cli_lists_signs_revokes_cleans_and_generates() {
 
 #[test]
 fn ca_api_error_paths_follow_puppetserver() {
-    let svc = Service::start_with("ca-errors", |c| c.ca.autosign = "false".into());
+    let svc = Service::start_with("ca-errors", |c| c.ca.autosign = AutosignMode::Never);
     let mut c = svc.client();
     let mut anon = svc.client_with(None);
     let csr = openssl_csr(&CsrOpts::new("dup.example.com"));
@@ -633,7 +634,7 @@ fn ca_api_error_paths_follow_puppetserver() {
 
 #[test]
 fn export_then_import_round_trips_and_bad_directories_change_nothing() {
-    let svc = Service::start_with("ca-export", |c| c.ca.autosign = "true".into());
+    let svc = Service::start_with("ca-export", |c| c.ca.autosign = AutosignMode::Always);
     let mut c = svc.client();
     for name in ["a.example.com", "b.example.com"] {
         submit(&mut c, name, &openssl_csr(&CsrOpts::new(name)));
@@ -938,7 +939,7 @@ fn regenerate_backs_up_everything_and_starts_a_new_ca() {
     assert!(out.status.success());
     let svc = Service::start_with("regen", |c| {
         c.data_dir = data.clone();
-        c.ca.autosign = "true".into();
+        c.ca.autosign = AutosignMode::Always;
     });
     let mut c = svc.client();
     submit(

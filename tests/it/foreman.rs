@@ -4,6 +4,7 @@
 use crate::puppet;
 use crate::support::*;
 use autosign_policy::Connection;
+use autosign_proxy::config::AutosignMode;
 
 /// Foreman's headers on every call.
 fn foreman(
@@ -238,7 +239,7 @@ fn a_host_lifecycle_as_foreman_drives_it() {
 
 #[test]
 fn hosts_named_validate_and_autosign_can_be_signed_and_cleaned() {
-    let svc = Service::start_with("foreman-names", |c| c.ca.autosign = "false".into());
+    let svc = Service::start_with("foreman-names", |c| c.ca.autosign = AutosignMode::Never);
     let mut c = svc.client();
     for name in ["validate", "autosign"] {
         let csr = openssl_csr(&CsrOpts::new(name));

@@ -264,7 +264,7 @@ fn puppetserver_signs_only_what_autosign_proxy_approves() {
     // sign and clean go to puppetserver, with its own pp_cli_auth host certificate.
     let (ps_ca_file, ps_cert, ps_key) = ps.host_cert_files();
     let beside = Service::start_with("beside-puppetserver", |c| {
-        c.smart_proxy.ca = "puppetserver".into();
+        c.smart_proxy.ca = autosign_proxy::config::SmartProxyCa::Puppetserver;
         c.smart_proxy.puppet_url = format!("https://127.0.0.1:{}", ps.port);
         c.smart_proxy.puppet_ssl_ca = Some(ps_ca_file.clone());
         c.smart_proxy.puppet_ssl_cert = Some(ps_cert.clone());

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use autosign_policy::{client_config, Connection, Response, TlsFiles};
 use autosign_proxy::config::Config;
-use autosign_proxy::service;
-use autosign_proxy::state::DataDir;
+use autosign_proxy::startup;
+use autosign_proxy::startup::datadir::DataDir;
 use autosign_proxy::store::sqlite::SqliteStore;
 
 /// A fresh, empty directory under the system temp dir, unique to this test run.
@@ -40,13 +40,13 @@ impl Service {
         let mut config = Config::load(None, std::iter::empty()).unwrap();
         config.data_dir = temp_dir(name);
         // EC keeps test start-up fast; RSA-4096 CA generation is covered by the binary test.
-        config.ca.key_algorithm = "ec-p256".into();
+        config.ca.key_algorithm = autosign_proxy::ca::signer::KeyAlgorithm::EcP256;
         config.listen = "127.0.0.1:0".into();
         adjust(&mut config);
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
-                let started = service::start(config, 2, &mut |_| {}).await.unwrap();
+                let started = startup::start(config, 2, &mut |_| {}).await.unwrap();
                 let server = started.server;
                 tx.send((server.port, started.dir, server.handle.clone()))
                     .unwrap();

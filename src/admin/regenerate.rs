@@ -6,8 +6,7 @@ use std::path::PathBuf;
 
 use crate::config::Config;
 use crate::domain::event::{Actor, NewEvent};
-use crate::service;
-use crate::state::{self, DataDir};
+use crate::startup::datadir::{self, DataDir};
 use crate::timefmt;
 
 pub struct Regenerated {
@@ -24,7 +23,7 @@ pub async fn regenerate(
     say: &mut dyn FnMut(&str),
 ) -> Result<Regenerated, String> {
     let dir = DataDir::new(&config.data_dir);
-    let store = service::open_store(config).await?;
+    let store = crate::startup::open_store(config).await?;
     let backup = dir
         .root
         .join(format!("backup-before-regenerate-{}", timefmt::now()));
@@ -44,7 +43,7 @@ pub async fn regenerate(
         .message(format!("CA regenerated; old state in {}", backup.display()));
     let hosts = store.ca_reset(event).await.map_err(|e| e.to_string())?;
     say("[4/4] creating the new CA and the service's certificates");
-    state::initialize(config, store.as_ref(), say)
+    datadir::initialize(config, store.as_ref(), say)
         .await
         .map_err(|e| e.to_string())?;
     Ok(Regenerated { backup, hosts })

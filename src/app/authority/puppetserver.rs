@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use autosign_policy::{client_config, Connection, Response, TlsFiles};
 
-use crate::authority::CaFailure;
+use crate::app::authority::AppError;
 
 pub struct PuppetserverCa {
     url: String,
@@ -35,7 +35,7 @@ impl PuppetserverCa {
         method: &'static str,
         path: String,
         body: Vec<u8>,
-    ) -> Result<Response, CaFailure> {
+    ) -> Result<Response, AppError> {
         let (url, config) = (self.url.clone(), self.config.clone());
         tokio::task::spawn_blocking(move || {
             let mut conn = Connection::connect(&url, config, TIMEOUT)?;
@@ -51,12 +51,12 @@ impl PuppetserverCa {
             )
         })
         .await
-        .map_err(|e| CaFailure::Internal(e.to_string()))?
-        .map_err(|e| CaFailure::Internal(format!("puppetserver CA at {}: {e}", self.url)))
+        .map_err(|e| AppError::Internal(e.to_string()))?
+        .map_err(|e| AppError::Internal(format!("puppetserver CA at {}: {e}", self.url)))
     }
 
     /// Every request and certificate, as puppetserver's status objects.
-    pub async fn statuses(&self) -> Result<Vec<serde_json::Value>, CaFailure> {
+    pub async fn statuses(&self) -> Result<Vec<serde_json::Value>, AppError> {
         let resp = self
             .call(
                 "GET",
@@ -68,10 +68,10 @@ impl PuppetserverCa {
             return Err(unexpected(&resp));
         }
         serde_json::from_slice::<Vec<serde_json::Value>>(&resp.body)
-            .map_err(|e| CaFailure::Internal(format!("puppetserver's certificate_statuses: {e}")))
+            .map_err(|e| AppError::Internal(format!("puppetserver's certificate_statuses: {e}")))
     }
 
-    pub async fn sign(&self, name: &str) -> Result<(), CaFailure> {
+    pub async fn sign(&self, name: &str) -> Result<(), AppError> {
         let body = br#"{"desired_state":"signed"}"#.to_vec();
         let resp = self
             .call(
@@ -82,14 +82,17 @@ impl PuppetserverCa {
             .await?;
         match resp.status {
             204 | 200 => Ok(()),
-            404 => Err(CaFailure::NotFound(resp.text())),
-            409 => Err(CaFailure::Conflict(resp.text())),
+            404 => Err(AppError::NotFound(resp.text())),
+            409 if resp.text().contains("without a certificate request") => {
+                Err(AppError::NoRequest(resp.text()))
+            }
+            409 => Err(AppError::Conflict(resp.text())),
             _ => Err(unexpected(&resp)),
         }
     }
 
     /// Revoke and delete; `false` when puppetserver has nothing of that name.
-    pub async fn clean(&self, name: &str) -> Result<bool, CaFailure> {
+    pub async fn clean(&self, name: &str) -> Result<bool, AppError> {
         let body = serde_json::json!({ "certnames": [name], "async": false })
             .to_string()
             .into_bytes();
@@ -101,9 +104,9 @@ impl PuppetserverCa {
     }
 }
 
-fn unexpected(resp: &Response) -> CaFailure {
+fn unexpected(resp: &Response) -> AppError {
     let text = resp.text();
-    CaFailure::Internal(format!(
+    AppError::Internal(format!(
         "puppetserver CA answered {}: {}",
         resp.status,
         text.chars().take(200).collect::<String>()

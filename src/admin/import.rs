@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use aws_lc_rs::digest;
 
+use crate::app::authority::cert_status_json;
 use crate::app::App;
-use crate::authority::cert_status_json;
 use crate::ca::cadir::read_cadir;
 use crate::ca::crl::{crl_info, encode_crl_chain};
 use crate::ca::issue::cert_info;
@@ -19,8 +19,7 @@ use crate::config::Config;
 use crate::domain::csr::{fingerprint, Csr};
 use crate::domain::event::{Actor, NewEvent};
 use crate::pem;
-use crate::service;
-use crate::state::{self, DataDir, LOCAL_CLIENT_CN, SERVICE_CN};
+use crate::startup::datadir::{self, DataDir, LOCAL_CLIENT_CN, SERVICE_CN};
 use crate::store::{CaCertificate, CaImport, CaRequest, Revocation};
 use crate::timefmt;
 
@@ -118,16 +117,16 @@ pub async fn import_cadir(
     let staged_key = dir.root.join("ca/ca_key.pem.import");
     let staged_cert = dir.root.join("ca/ca_crt.pem.import");
     let _ = fs::remove_file(&staged_key);
-    state::write_file(&staged_key, imported.key_pem.as_bytes(), 0o600)
+    datadir::write_file(&staged_key, imported.key_pem.as_bytes(), 0o600)
         .map_err(|e| e.to_string())?;
     let bundle_pem: String = imported
         .bundle
         .iter()
         .map(|d| pem::encode("CERTIFICATE", d))
         .collect();
-    state::write_file(&staged_cert, bundle_pem.as_bytes(), 0o644).map_err(|e| e.to_string())?;
+    datadir::write_file(&staged_cert, bundle_pem.as_bytes(), 0o644).map_err(|e| e.to_string())?;
 
-    let store = service::open_store(config).await?;
+    let store = crate::startup::open_store(config).await?;
     let import = CaImport {
         certificates,
         requests,
@@ -160,7 +159,7 @@ pub async fn import_cadir(
     fs::rename(&staged_cert, dir.ca_cert()).map_err(|e| e.to_string())?;
     if imported.crl_chain.len() > 1 {
         let parents = encode_crl_chain(imported.crl_chain.get(1..).unwrap_or(&[]));
-        state::write_file(&dir.parent_crls(), parents.as_bytes(), 0o644)
+        datadir::write_file(&dir.parent_crls(), parents.as_bytes(), 0o644)
             .map_err(|e| e.to_string())?;
     }
     say(&format!(
@@ -170,15 +169,15 @@ pub async fn import_cadir(
 
     // The service's own TLS identity is reissued by the imported CA, and the CRL is
     // re-signed with the next number, carrying every imported revocation.
-    state::initialize(config, store.as_ref(), say)
+    datadir::initialize(config, store.as_ref(), say)
         .await
         .map_err(|e| e.to_string())?;
     let app = Arc::new(App::new(
         store.clone(),
         config.clone(),
-        crate::state::reserved_names(config),
+        crate::startup::datadir::reserved_names(config),
     ));
-    let authority = service::authority(config, &dir, app)?;
+    let authority = crate::startup::authority(config, &dir, app, store.clone())?;
     authority.rebuild_crl().await.map_err(|e| e.to_string())?;
     let next_serial = store.next_serial().await.map_err(|e| e.to_string())?;
     Ok(ImportSummary {

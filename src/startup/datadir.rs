@@ -220,11 +220,7 @@ async fn ensure_ca(
                     dir.ca_key().parent().unwrap_or(&dir.root).display()
                 )));
             }
-            let algorithm: KeyAlgorithm = config
-                .ca
-                .key_algorithm
-                .parse()
-                .map_err(|e| err("ca.key_algorithm", e))?;
+            let algorithm: KeyAlgorithm = config.ca.key_algorithm;
             say(&format!("generating the CA key ({algorithm}) in {}", dir.ca_key().display()));
             let key = SoftwareKey::generate(algorithm).map_err(|e| err("CA key generation failed", e))?;
             key.save_new(&dir.ca_key()).map_err(|e| err("cannot write the CA key", e))?;

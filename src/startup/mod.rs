@@ -5,19 +5,21 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::app::authority::puppetserver::PuppetserverCa;
+use crate::app::authority::{Authority, CaSettings, ForemanCa};
 use crate::app::App;
-use crate::authority::{Authority, AutosignMode, CaSettings};
 use crate::ca::signer::SoftwareKey;
-use crate::config::Config;
+use crate::config::{is_postgres_url, Config, SmartProxyCa};
 use crate::http::tls::ClientVerifier;
 use crate::http::{self, HttpState, RunningServer};
 use crate::notify::{self, Webhook};
-use crate::proxied_ca::PuppetserverCa;
-use crate::state::{self, DataDir};
+pub mod datadir;
+
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 use autosign_policy::TlsFiles;
+use datadir::DataDir;
 
 /// Open the configured store: SQLite in the data directory, or the PostgreSQL database
 /// `database_url` names (which several replicas can share).
@@ -56,10 +58,6 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
     Ok(store)
 }
 
-pub fn is_postgres_url(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
-}
-
 /// The URL without its password, for messages and logs.
 pub fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -85,15 +83,22 @@ pub struct Started {
     pub dir: DataDir,
     pub app: Arc<App>,
     pub authority: Arc<Authority>,
+    /// The store the service runs on (benchmarks and tests seed and read it).
+    pub store: Arc<dyn Store>,
 }
 
 /// The CA of the data directory, with the settings of `[ca]`.
-pub fn authority(config: &Config, dir: &DataDir, app: Arc<App>) -> Result<Authority, String> {
+pub fn authority(
+    config: &Config,
+    dir: &DataDir,
+    app: Arc<App>,
+    store: Arc<dyn Store>,
+) -> Result<Authority, String> {
     let key = SoftwareKey::load(&dir.ca_key())
         .map_err(|e| format!("cannot load the CA key {}: {e}", dir.ca_key().display()))?;
-    let bundle = state::read_certs(&dir.ca_cert()).map_err(|e| e.to_string())?;
+    let bundle = datadir::read_certs(&dir.ca_cert()).map_err(|e| e.to_string())?;
     let settings = CaSettings {
-        autosign: config.ca.autosign.parse::<AutosignMode>()?,
+        autosign: config.ca.autosign.clone(),
         cert_ttl_seconds: config.ca.cert_ttl_days * 86_400,
         crl_ttl_seconds: config.ca.crl_ttl_days * 86_400,
         allow_duplicate_certs: config.ca.allow_duplicate_certs,
@@ -108,6 +113,7 @@ pub fn authority(config: &Config, dir: &DataDir, app: Arc<App>) -> Result<Author
     };
     Ok(Authority::new(
         app,
+        store,
         Arc::new(key),
         bundle,
         parent_crls,
@@ -123,18 +129,24 @@ pub async fn start(
     say: &mut dyn FnMut(&str),
 ) -> Result<Started, String> {
     let store = open_store(&config).await?;
-    let dir = state::initialize(&config, store.as_ref(), say)
+    let dir = datadir::initialize(&config, store.as_ref(), say)
         .await
         .map_err(|e| e.to_string())?;
-    let material = state::tls_material(&config, &dir).map_err(|e| e.to_string())?;
+    let material = datadir::tls_material(&config, &dir).map_err(|e| e.to_string())?;
     let listener = TcpListener::bind(&config.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let reserved = state::reserved_names(&config);
-    let app = Arc::new(App::new(store, config, reserved));
-    let authority = Arc::new(authority(&app.config, &dir, app.clone())?);
-    let (proxied, puppet_url) = smart_proxy_ca(&app.config)?;
+    let reserved = datadir::reserved_names(&config);
+    let app = Arc::new(App::new(store.clone(), config.clone(), reserved));
+    let authority = Arc::new(authority(&config, &dir, app.clone(), store.clone())?);
+    let (foreman_ca, puppet_url) = smart_proxy_ca(&config, authority.clone())?;
     let server = http::start(
-        HttpState::new(app.clone(), authority.clone(), proxied, puppet_url),
+        HttpState::new(
+            app.clone(),
+            authority.clone(),
+            foreman_ca,
+            puppet_url,
+            &config,
+        ),
         &material,
         listener,
         workers,
@@ -144,27 +156,27 @@ pub async fn start(
     let crl = authority.crl_der().await.map_err(|e| e.to_string())?;
     server.verifier.set_crls(vec![crl.1])?;
     actix_web::rt::spawn(follow_crl(
-        app.store.clone(),
+        store.clone(),
         server.verifier.clone(),
         authority.clone(),
         crl.0,
     ));
-    let hooks = app
-        .config
+    let hooks = config
         .webhooks
         .iter()
         .cloned()
         .map(Webhook::new)
         .collect::<Result<Vec<_>, String>>()?;
     if !hooks.is_empty() {
-        actix_web::rt::spawn(notify::run(app.store.clone(), Arc::new(hooks)));
+        actix_web::rt::spawn(notify::run(store.clone(), Arc::new(hooks)));
     }
-    actix_web::rt::spawn(sweep_expired_tokens(app.store.clone()));
+    actix_web::rt::spawn(sweep_expired_tokens(store.clone()));
     Ok(Started {
         server,
         dir,
         app,
         authority,
+        store,
     })
 }
 
@@ -174,7 +186,7 @@ async fn follow_crl(
     authority: Arc<Authority>,
     mut number: u64,
 ) {
-    let ours = state::ca_identity_of(authority.signing_cert_der());
+    let ours = datadir::ca_identity_of(authority.signing_cert_der());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
@@ -196,19 +208,22 @@ async fn follow_crl(
 }
 
 /// Which CA Foreman's `/puppet/ca` routes act on, and the URL Foreman gives hosts.
-fn smart_proxy_ca(config: &Config) -> Result<(Option<Arc<PuppetserverCa>>, String), String> {
+fn smart_proxy_ca(
+    config: &Config,
+    ours: Arc<Authority>,
+) -> Result<(Arc<dyn ForemanCa>, String), String> {
     let sp = &config.smart_proxy;
-    if sp.ca == "puppetserver" {
+    if sp.ca == SmartProxyCa::Puppetserver {
         let files = TlsFiles {
             ca_file: sp.puppet_ssl_ca.clone().unwrap_or_default(),
             cert: sp.puppet_ssl_cert.clone(),
             key: sp.puppet_ssl_key.clone(),
         };
         let ca = PuppetserverCa::new(&sp.puppet_url, files)?;
-        return Ok((Some(Arc::new(ca)), sp.puppet_url.clone()));
+        return Ok((Arc::new(ca), sp.puppet_url.clone()));
     }
     if !sp.puppet_url.is_empty() {
-        return Ok((None, sp.puppet_url.clone()));
+        return Ok((ours, sp.puppet_url.clone()));
     }
     let host = config.tls.server_names.first().cloned().unwrap_or_else(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -216,7 +231,7 @@ fn smart_proxy_ca(config: &Config) -> Result<(Option<Arc<PuppetserverCa>>, Strin
             .unwrap_or_else(|_| "localhost".into())
     });
     let port = config.listen.rsplit(':').next().unwrap_or("8140");
-    Ok((None, format!("https://{host}:{port}")))
+    Ok((ours, format!("https://{host}:{port}")))
 }
 
 /// Record `token_expired` for tokens that ran out unused, so receivers hear of them.

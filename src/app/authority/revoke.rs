@@ -1,0 +1,133 @@
+//! Revocation and cleaning, and the CRL: rebuilt and stored at every revocation.
+
+use std::time::Instant;
+
+use super::Authority;
+use crate::app::AppError;
+use crate::ca::crl::{build_crl, CrlReason, CrlSpec, RevokedEntry};
+use crate::domain::event::{Actor, NewEvent};
+use crate::metrics::METRICS;
+use crate::pem;
+use crate::timefmt;
+
+impl Authority {
+    /// Revoke the certname's certificate (key compromise, as puppetserver records it)
+    /// and publish a new CRL at once.
+    pub async fn revoke(&self, name: &str, actor: &Actor) -> Result<u64, AppError> {
+        let now = timefmt::now();
+        let event = NewEvent::new(now, "certificate_revoked", actor)
+            .certname(name)
+            .message("certificate revoked");
+        let Some(serial) = self
+            .store
+            .ca_revoke(name, now, CrlReason::KeyCompromise.code(), event)
+            .await?
+        else {
+            return Err(AppError::Conflict(format!(
+                "Cannot revoke certificate for host {name} without a signed certificate"
+            )));
+        };
+        METRICS
+            .certificates_revoked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.rebuild_crl().await?;
+        tracing::info!(certname = name, serial, actor = %actor.name, request_id = actor.request_id.as_deref().unwrap_or("-"), "certificate revoked");
+        Ok(serial)
+    }
+
+    /// Forget the certname's certificate and request (certificate_status DELETE: no
+    /// revocation). `false` when there was nothing.
+    pub async fn delete(&self, name: &str, actor: &Actor) -> Result<bool, AppError> {
+        let now = timefmt::now();
+        let event = NewEvent::new(now, "certificate_cleaned", actor)
+            .certname(name)
+            .message("certificate and request removed");
+        Ok(self.store.ca_clean(name, now, event).await?)
+    }
+
+    /// DELETE certificate_request: drop a pending request; `false` when there was none.
+    pub async fn delete_request(&self, name: &str, actor: &Actor) -> Result<bool, AppError> {
+        let event = NewEvent::new(timefmt::now(), "certificate_request_deleted", actor)
+            .certname(name)
+            .message("pending certificate request deleted");
+        Ok(self.store.ca_delete_request(name, Some(event)).await?)
+    }
+
+    /// Revoke (if signed and not yet revoked), then delete: `puppetserver ca clean`.
+    pub async fn clean(&self, name: &str, actor: &Actor) -> Result<bool, AppError> {
+        if let Some(cert) = self.store.ca_certificate(name).await? {
+            if cert.revoked_at.is_none() {
+                self.revoke(name, actor).await?;
+            }
+        }
+        self.delete(name, actor).await
+    }
+
+    /// The newest CRL and its number, built now if there is none yet.
+    pub async fn crl_der(&self) -> Result<(u64, Vec<u8>), AppError> {
+        if let Some(crl) = self.store.ca_crl().await? {
+            return Ok(crl);
+        }
+        self.rebuild_crl().await?;
+        self.store
+            .ca_crl()
+            .await?
+            .ok_or_else(|| AppError::Internal("the CRL just built is not in the store".into()))
+    }
+
+    /// The CRL chain, PEM: ours, then the parents' (an imported intermediate CA's).
+    pub async fn crl_pem(&self) -> Result<String, AppError> {
+        let mut chain = pem::encode("X509 CRL", &self.crl_der().await?.1);
+        for der in &self.parent_crls {
+            chain.push_str(&pem::encode("X509 CRL", der));
+        }
+        Ok(chain)
+    }
+
+    /// Build and store a new CRL from every revocation, with the next CRL number.
+    pub async fn rebuild_crl(&self) -> Result<Vec<u8>, AppError> {
+        self.refuse_if_fenced()?;
+        let number = self.store.ca_next_crl_number().await?;
+        let revoked: Vec<RevokedEntry> = self
+            .store
+            .ca_revocations()
+            .await?
+            .into_iter()
+            .map(|r| RevokedEntry {
+                serial: r
+                    .serial
+                    .to_be_bytes()
+                    .iter()
+                    .copied()
+                    .skip_while(|b| *b == 0)
+                    .collect(),
+                revoked_at: r.revoked_at,
+                reason: r.reason.and_then(CrlReason::from_code),
+            })
+            .collect();
+        let now = timefmt::now();
+        let next_update = now + self.settings.crl_ttl_seconds;
+        let key = self.key.clone();
+        let ca_der = self.signing_cert_der().to_vec();
+        let started = Instant::now();
+        let der = tokio::task::spawn_blocking(move || {
+            let spec = CrlSpec {
+                number,
+                this_update: now - 60,
+                next_update,
+                revoked: &revoked,
+            };
+            build_crl(key.as_ref(), &ca_der, &spec)
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("CRL task failed: {e}")))?
+        .map_err(|e| AppError::Internal(format!("CRL signing failed: {e}")))?;
+        self.store.ca_store_crl(number, &der, now).await?;
+        tracing::info!(
+            number,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "CRL published"
+        );
+        Ok(der)
+    }
+}
