@@ -36,7 +36,7 @@ impl App {
         certname: &str,
         alt_names: Vec<AltName>,
         metadata: Option<serde_json::Value>,
-        ttl_minutes: Option<i64>,
+        ttl_seconds: Option<i64>,
         actor: &Actor,
     ) -> Result<IssuedToken, AppError> {
         let certname = parse_certname(certname)?;
@@ -44,7 +44,7 @@ impl App {
             certname,
             alt_names,
             metadata,
-            Some(ttl_minutes.unwrap_or(self.config.tokens.default_ttl_minutes)),
+            Some(ttl_seconds.unwrap_or(self.config.tokens.default_ttl_minutes * 60)),
         )
         .map_err(|e| AppError::Invalid(e.to_string()))?;
         let secret =
@@ -53,12 +53,12 @@ impl App {
         let event = NewEvent::new(now, kind::TOKEN_ISSUED, actor)
             .certname(request.certname.as_str())
             .message(format!(
-                "build token issued, valid for {} minutes",
-                request.ttl_minutes
+                "build token issued, valid for {} seconds",
+                request.ttl_seconds
             ))
             .details(serde_json::json!({
                 "alt_names": request.alt_names,
-                "expires_at": now + request.ttl_minutes * 60,
+                "expires_at": request.expires_at(now),
             }));
         let record = self
             .store

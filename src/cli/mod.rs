@@ -146,18 +146,7 @@ async fn run(command: Command, mut config: Config) -> Result<(), String> {
 }
 
 pub(crate) fn init_logging(level: &str) {
-    let level = match level {
-        "error" => tracing::Level::ERROR,
-        "warn" => tracing::Level::WARN,
-        "debug" => tracing::Level::DEBUG,
-        "trace" => tracing::Level::TRACE,
-        _ => tracing::Level::INFO,
-    };
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+    autosign_proxy::startup::logging::init(level);
 }
 
 pub(crate) fn alt_names(names: &[String]) -> Result<Vec<AltName>, String> {

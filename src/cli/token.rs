@@ -4,7 +4,7 @@ use clap::Subcommand;
 
 use autosign_proxy::app::App;
 use autosign_proxy::domain::event::Actor;
-use autosign_proxy::domain::token::parse_ttl_minutes;
+use autosign_proxy::domain::token::parse_ttl_seconds;
 use autosign_proxy::store::TokenSelector;
 
 use super::{alt_names, app_error, to_json};
@@ -54,7 +54,7 @@ pub async fn token(app: &App, actor: &Actor, cmd: TokenCommand) -> Result<(), St
             json,
         } => {
             let ttl = ttl
-                .map(|t| parse_ttl_minutes(&t))
+                .map(|t| parse_ttl_seconds(&t))
                 .transpose()
                 .map_err(|e| e.to_string())?;
             let metadata = if metadata.is_empty() {

@@ -170,23 +170,25 @@ pub struct TokenRequest {
     pub certname: Certname,
     pub alt_names: Vec<AltName>,
     pub metadata: Option<serde_json::Value>,
-    pub ttl_minutes: i64,
+    /// Exact to the second: a token asked to live 1 s lives 1 s.
+    pub ttl_seconds: i64,
 }
 
 /// Longest lifetime a token may be given: a build that takes more than 30 days is not a build.
 pub const MAX_TTL_MINUTES: i64 = 30 * 24 * 60;
+pub const MAX_TTL_SECONDS: i64 = MAX_TTL_MINUTES * 60;
 
 impl TokenRequest {
     pub fn new(
         certname: Certname,
         alt_names: Vec<AltName>,
         metadata: Option<serde_json::Value>,
-        ttl_minutes: Option<i64>,
+        ttl_seconds: Option<i64>,
     ) -> Result<TokenRequest, TokenError> {
-        let ttl_minutes = ttl_minutes.unwrap_or(DEFAULT_TTL_MINUTES);
-        if !(1..=MAX_TTL_MINUTES).contains(&ttl_minutes) {
+        let ttl_seconds = ttl_seconds.unwrap_or(DEFAULT_TTL_MINUTES * 60);
+        if !(1..=MAX_TTL_SECONDS).contains(&ttl_seconds) {
             return Err(TokenError::Ttl(format!(
-                "a token lifetime must be between 1 and {MAX_TTL_MINUTES} minutes, not {ttl_minutes}"
+                "a token lifetime must be between 1 second and {MAX_TTL_MINUTES} minutes, not {ttl_seconds} seconds"
             )));
         }
         if let Some(meta) = &metadata {
@@ -201,14 +203,20 @@ impl TokenRequest {
             certname,
             alt_names,
             metadata,
-            ttl_minutes,
+            ttl_seconds,
         })
+    }
+
+    /// When a token issued at `now` stops being usable.
+    pub fn expires_at(&self, now: i64) -> i64 {
+        now.saturating_add(self.ttl_seconds)
     }
 }
 
 /// Parse a lifetime such as `90s`, `30m`, `6h`, `2d`; a bare number is minutes, as
-/// Foreman's `token_ttl` is. Returns whole minutes (rounded up).
-pub fn parse_ttl_minutes(text: &str) -> Result<i64, TokenError> {
+/// Foreman's `token_ttl` is. Returns seconds, exactly; a number too large for that is an
+/// error, not a wrap.
+pub fn parse_ttl_seconds(text: &str) -> Result<i64, TokenError> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -217,18 +225,26 @@ pub fn parse_ttl_minutes(text: &str) -> Result<i64, TokenError> {
     let n: i64 = digits
         .parse()
         .map_err(|_| TokenError::Ttl(format!("'{text}' is not a lifetime like 30m, 6h or 2d")))?;
-    let seconds = match unit {
-        "s" => n,
-        "" | "m" | "min" => n.saturating_mul(60),
-        "h" => n.saturating_mul(3600),
-        "d" => n.saturating_mul(86400),
+    let unit_seconds = match unit {
+        "s" => 1,
+        "" | "m" | "min" => 60,
+        "h" => 3600,
+        "d" => 86400,
         _ => {
             return Err(TokenError::Ttl(format!(
                 "unknown unit in '{text}': use s, m, h or d"
             )))
         }
     };
-    Ok((seconds + 59) / 60)
+    n.checked_mul(unit_seconds)
+        .ok_or_else(|| TokenError::Ttl(format!("'{text}' is too long a lifetime")))
+}
+
+/// A bare number of minutes (Foreman's `token_ttl`), as seconds, refusing overflow.
+pub fn minutes_to_seconds(minutes: i64) -> Result<i64, TokenError> {
+    minutes
+        .checked_mul(60)
+        .ok_or_else(|| TokenError::Ttl(format!("{minutes} minutes is too long a lifetime")))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,20 +309,26 @@ mod tests {
 
     #[test]
     fn ttl_parsing() {
-        assert_eq!(parse_ttl_minutes("6h"), Ok(360));
-        assert_eq!(parse_ttl_minutes("360"), Ok(360));
-        assert_eq!(parse_ttl_minutes("90s"), Ok(2));
-        assert_eq!(parse_ttl_minutes("2d"), Ok(2880));
-        assert!(parse_ttl_minutes("6 hours").is_err());
-        assert!(parse_ttl_minutes("h").is_err());
+        assert_eq!(parse_ttl_seconds("6h"), Ok(21_600));
+        assert_eq!(parse_ttl_seconds("360"), Ok(21_600));
+        assert_eq!(parse_ttl_seconds("90s"), Ok(90));
+        assert_eq!(parse_ttl_seconds("1s"), Ok(1), "exact to the second");
+        assert_eq!(parse_ttl_seconds("2d"), Ok(172_800));
+        assert!(
+            parse_ttl_seconds("9223372036854775807d").is_err(),
+            "an overflow is an error, not a wrap"
+        );
+        assert!(minutes_to_seconds(i64::MAX).is_err());
+        assert!(parse_ttl_seconds("6 hours").is_err());
+        assert!(parse_ttl_seconds("h").is_err());
         let name = Certname::parse("a.example.com").unwrap();
         assert!(TokenRequest::new(name.clone(), vec![], None, Some(0)).is_err());
         assert!(TokenRequest::new(name.clone(), vec![], Some(serde_json::json!(3)), None).is_err());
         assert_eq!(
             TokenRequest::new(name, vec![], None, None)
                 .unwrap()
-                .ttl_minutes,
-            360
+                .ttl_seconds,
+            21_600
         );
     }
 

@@ -8,7 +8,7 @@ use super::errors::ApiError;
 use super::{HttpState, Trusted};
 use crate::domain::decision::Verdict;
 use crate::domain::event::EventFilter;
-use crate::domain::token::{parse_ttl_minutes, AltName};
+use crate::domain::token::{minutes_to_seconds, parse_ttl_seconds, AltName};
 use crate::store::TokenSelector;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -61,10 +61,13 @@ async fn create_token(
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::Number(n)) => Some(
             n.as_i64()
-                .ok_or_else(|| ApiError::BadRequest("ttl must be whole minutes".into()))?,
+                .ok_or_else(|| ApiError::BadRequest("ttl must be whole minutes".into()))
+                .and_then(|m| {
+                    minutes_to_seconds(m).map_err(|e| ApiError::BadRequest(e.to_string()))
+                })?,
         ),
         Some(serde_json::Value::String(s)) => {
-            Some(parse_ttl_minutes(&s).map_err(|e| ApiError::BadRequest(e.to_string()))?)
+            Some(parse_ttl_seconds(&s).map_err(|e| ApiError::BadRequest(e.to_string()))?)
         }
         Some(_) => {
             return Err(ApiError::BadRequest(

@@ -36,6 +36,8 @@ pub struct HttpState {
     pub trusted_hosts: HashSet<String>,
     /// Client certificate CNs allowed on the CA admin endpoints, lower case.
     pub admin_hosts: HashSet<String>,
+    /// The local client is trusted as this exact certificate, never by its CN.
+    pub local_client_fingerprint: String,
 }
 
 impl HttpState {
@@ -45,12 +47,14 @@ impl HttpState {
         foreman_ca: Arc<dyn ForemanCa>,
         puppet_url: String,
         config: &Config,
+        local_client_fingerprint: String,
     ) -> HttpState {
         let lower = |names: &[String]| -> HashSet<String> {
             names.iter().map(|n| n.to_ascii_lowercase()).collect()
         };
         let mut trusted_hosts = lower(&config.trusted_hosts);
-        trusted_hosts.insert(LOCAL_CLIENT_CN.to_string());
+        // Only the certificate of this data directory is the local client.
+        trusted_hosts.remove(LOCAL_CLIENT_CN);
         HttpState {
             app,
             authority,
@@ -58,7 +62,17 @@ impl HttpState {
             puppet_url,
             trusted_hosts,
             admin_hosts: lower(&config.ca.admin_hosts),
+            local_client_fingerprint,
         }
+    }
+
+    /// The local client by its certificate; anyone else by a CN in trusted_hosts,
+    /// compared case-insensitively as Foreman's smart proxy does.
+    fn is_trusted(&self, id: &ClientIdentity) -> bool {
+        id.fingerprint == self.local_client_fingerprint
+            || self
+                .trusted_hosts
+                .contains(&id.common_name.to_ascii_lowercase())
     }
 
     /// The smart proxy's rule: a verified client certificate whose CN is in trusted_hosts.
@@ -69,15 +83,9 @@ impl HttpState {
             .cloned()
             .or_else(|| req.extensions().get::<ClientIdentity>().cloned());
         match identity {
-            Some(id)
-                if self
-                    .trusted_hosts
-                    .contains(&id.common_name.to_ascii_lowercase()) =>
-            {
-                Ok(Actor::new(id.common_name, request_id))
-            }
+            Some(id) if self.is_trusted(&id) => Ok(Actor::new(id.common_name, request_id)),
             Some(id) => {
-                tracing::warn!(client = %id.common_name, path = req.path(), "untrusted client refused");
+                tracing::warn!(client = %id.common_name.escape_debug(), fingerprint = %id.fingerprint, path = req.path(), "untrusted client refused");
                 Err(ApiError::Forbidden(format!(
                     "Untrusted client {} attempted to access {}",
                     id.common_name,
@@ -152,8 +160,31 @@ pub fn start(
     let address = listener.local_addr().map_err(|e| e.to_string())?;
     let port = address.port();
     let state = web::Data::new(state);
+    let checker = verifier.clone();
     let server = actix_web::HttpServer::new(move || {
+        let checker = checker.clone();
         actix_web::App::new()
+            // Every request re-checks its connection's certificate against the current
+            // CRLs: revocation holds on kept-alive connections and resumed sessions too.
+            .wrap_fn(move |req, srv| {
+                use actix_web::dev::Service;
+                use futures_util::future::{ready, Either};
+                let refused = req.conn_data::<ClientIdentity>().and_then(|id| {
+                    checker
+                        .still_valid(id)
+                        .err()
+                        .map(|why| (id.common_name.clone(), why))
+                });
+                match refused {
+                    Some((client, why)) => {
+                        tracing::warn!(client = %client.escape_debug(), %why, path = req.path(), "request refused: the client certificate is no longer valid");
+                        Either::Left(ready(Err(actix_web::error::ErrorForbidden(format!(
+                            "the client certificate is no longer valid: {why}"
+                        )))))
+                    }
+                    None => Either::Right(srv.call(req)),
+                }
+            })
             .wrap(
                 actix_web::middleware::DefaultHeaders::new()
                     .add(("X-Puppet-Version", puppet_ca::PUPPET_VERSION)),

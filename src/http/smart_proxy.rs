@@ -13,6 +13,7 @@ use super::errors::ApiError;
 use super::{HttpState, Trusted};
 use crate::app::AppError;
 use crate::domain::csr::MAX_CSR_BYTES;
+use crate::domain::token::minutes_to_seconds;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/features", web::get().to(features))
@@ -230,9 +231,19 @@ async fn create_autosign(
         .ok()
         .and_then(|q| q.into_inner().token_ttl);
     let ttl = match query.into_inner().token_ttl.or(form_ttl) {
-        Some(text) => Some(text.trim().parse::<i64>().map_err(|_| {
-            ApiError::BadRequest(format!("token_ttl '{text}' is not a number of minutes"))
-        })?),
+        Some(text) => Some(
+            text.trim()
+                .parse::<i64>()
+                .map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "token_ttl '{}' is not a number of minutes",
+                        text.escape_debug()
+                    ))
+                })
+                .and_then(|m| {
+                    minutes_to_seconds(m).map_err(|e| ApiError::BadRequest(e.to_string()))
+                })?,
+        ),
         None => None,
     };
     let issued = state

@@ -1,11 +1,14 @@
 //! TLS for the listener: rustls on aws-lc-rs, client certificates requested but not
-//! required, and the verified client's identity read once per connection.
+//! required, and the verified client's identity read once per connection — and checked
+//! again against the current CRLs on every request, because a kept-alive connection or a
+//! resumed TLS session never runs the handshake verifier again.
 
 use crate::oid;
 use std::any::Any;
 use std::sync::Arc;
 
 use actix_web::dev::Extensions;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use rustls::client::danger::HandshakeSignatureValid;
@@ -23,11 +26,18 @@ use crate::ca::signer::SoftwareKey;
 use crate::startup::datadir::TlsMaterial;
 
 /// Who is on the other end of a connection, from a client certificate rustls verified.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ClientIdentity {
     pub common_name: String,
     /// The certificate carries pp_cli_auth = "true" (a Puppet CA administrator).
     pub cli_auth: bool,
+    /// SHA-256 of the certificate, in Puppet's fingerprint format: trust in a particular
+    /// certificate (the local client) is bound to this, never to the CN.
+    pub fingerprint: String,
+    /// The chain as presented, to check again when the CRLs change.
+    chain: Arc<Vec<CertificateDer<'static>>>,
+    /// The CRL generation this chain was last found valid under.
+    checked: Arc<AtomicU64>,
 }
 
 /// The client verifier, with CRLs that can be replaced while the server runs: a revoked
@@ -38,6 +48,8 @@ pub struct ClientVerifier {
     provider: Arc<rustls::crypto::CryptoProvider>,
     hints: Vec<DistinguishedName>,
     inner: RwLock<Arc<dyn ClientCertVerifier>>,
+    /// Bumped at every `set_crls`, so connections re-check their certificate once.
+    generation: AtomicU64,
 }
 
 impl ClientVerifier {
@@ -53,6 +65,7 @@ impl ClientVerifier {
             provider,
             hints,
             inner: RwLock::new(inner),
+            generation: AtomicU64::new(1),
         })
     }
 
@@ -67,10 +80,30 @@ impl ClientVerifier {
         match self.inner.write() {
             Ok(mut inner) => {
                 *inner = verifier;
+                self.generation.fetch_add(1, Ordering::SeqCst);
                 Ok(())
             }
             Err(_) => Err("client verifier lock poisoned".into()),
         }
+    }
+
+    /// Whether the connection's certificate is still valid under the current CRLs (and
+    /// still within its validity period). Verified again only when the CRLs changed since
+    /// the last check of this connection, so the common case costs one atomic load.
+    pub fn still_valid(&self, id: &ClientIdentity) -> Result<(), String> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        if id.checked.load(Ordering::SeqCst) == generation {
+            return Ok(());
+        }
+        let Some((leaf, intermediates)) = id.chain.split_first() else {
+            return Err("no certificate".into());
+        };
+        let verifier = self.current().map_err(|e| e.to_string())?;
+        verifier
+            .verify_client_cert(leaf, intermediates, UnixTime::now())
+            .map_err(|e| e.to_string())?;
+        id.checked.store(generation, Ordering::SeqCst);
+        Ok(())
     }
 
     fn current(&self) -> Result<Arc<dyn ClientCertVerifier>, rustls::Error> {
@@ -192,7 +225,10 @@ pub fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
         return;
     };
     let (_, session) = stream.get_ref();
-    let Some(leaf) = session.peer_certificates().and_then(|c| c.first()) else {
+    let Some(chain) = session.peer_certificates() else {
+        return;
+    };
+    let Some(leaf) = chain.first() else {
         return;
     };
     match cert_info(leaf.as_ref()) {
@@ -206,6 +242,11 @@ pub fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
             ext.insert(ClientIdentity {
                 common_name,
                 cli_auth,
+                fingerprint: crate::domain::csr::fingerprint_sha256(leaf.as_ref()),
+                chain: Arc::new(chain.iter().map(|c| c.clone().into_owned()).collect()),
+                // The handshake verified it under the CRLs current then: check once more
+                // on the first request, which closes the gap of a resumed session.
+                checked: Arc::new(AtomicU64::new(0)),
             });
         }
         Err(e) => tracing::warn!(error = %e, "verified client certificate could not be read"),

@@ -11,12 +11,14 @@ use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::app::authority::cert_status_json;
 use crate::ca::issue::{self, CaCertSpec, LeafSpec};
 use crate::ca::signer::{KeyAlgorithm, Signer, SoftwareKey};
 use crate::config::Config;
 use crate::domain::csr::GeneralName;
+use crate::domain::event::{Actor, NewEvent};
 use crate::pem;
-use crate::store::{CaIdentity, Store};
+use crate::store::{CaCertificate, CaIdentity, Store};
 use crate::timefmt;
 
 /// The CN of the client certificate the service always trusts (the local CLI's).
@@ -383,6 +385,34 @@ async fn issue_local_cert(
     let der = issue::issue_leaf(ca_key, ca_der, &spec)
         .map_err(|e| err(&format!("certificate for {cn}"), e))?;
     let key_pem = key.to_pkcs8_pem().map_err(|e| err("key encoding", e))?;
+    // The service's own certificates are in the CA's inventory like any other: listed,
+    // revocable, and holding their name against a second certificate.
+    let cert = CaCertificate {
+        serial,
+        certname: cn.to_string(),
+        cert_pem: pem::encode("CERTIFICATE", &der),
+        fingerprint: crate::domain::csr::fingerprint_sha256(&der),
+        not_before: now - DAY,
+        not_after: now + LEAF_TTL,
+        issued_at: now,
+        revoked_at: None,
+        revocation_reason: None,
+    };
+    let event = NewEvent::new(now, "certificate_signed", &Actor::new(SERVICE_CN, None))
+        .certname(cn)
+        .message(format!(
+            "certificate serial {serial} issued (the service's own {})",
+            if cn == SERVICE_CN {
+                "TLS certificate"
+            } else {
+                "local client certificate"
+            }
+        ))
+        .details(serde_json::json!({ "serial": serial, "fingerprint": cert.fingerprint }));
+    store
+        .ca_add_certificate(&cert, cert_status_json(&cert), event)
+        .await
+        .map_err(|e| err(&format!("recording the certificate of {cn}"), e))?;
     write_file(key_path, key_pem.as_bytes(), 0o600)?;
     write_file(
         cert_path,
@@ -413,6 +443,13 @@ pub fn read_certs(path: &Path) -> Result<Vec<Vec<u8>>, StateError> {
         )));
     }
     Ok(certs)
+}
+
+/// The SHA-256 fingerprint (Puppet's format) of the first certificate in a PEM file.
+pub fn fingerprint_of(path: &Path) -> Result<String, StateError> {
+    Ok(crate::domain::csr::fingerprint_sha256(&read_first_cert(
+        path,
+    )?))
 }
 
 fn read_first_cert(path: &Path) -> Result<Vec<u8>, StateError> {

@@ -14,6 +14,7 @@ use crate::http::tls::ClientVerifier;
 use crate::http::{self, HttpState, RunningServer};
 use crate::notify::{self, Webhook};
 pub mod datadir;
+pub mod logging;
 
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
@@ -146,6 +147,7 @@ pub async fn start(
             foreman_ca,
             puppet_url,
             &config,
+            datadir::fingerprint_of(&dir.client_cert()).map_err(|e| e.to_string())?,
         ),
         &material,
         listener,

@@ -422,7 +422,7 @@ impl Store for SqliteStore {
         let certname = request.certname.as_str().to_string();
         let alt_names = alt_names_json(&request.alt_names);
         let metadata = request.metadata.as_ref().map(|m| m.to_string());
-        let expires_at = now.saturating_add(request.ttl_minutes.saturating_mul(60));
+        let expires_at = request.expires_at(now);
         let hash = hash.as_str().to_string();
         self.write(move |conn| {
             let superseded: Vec<i64> = conn

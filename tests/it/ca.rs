@@ -342,8 +342,18 @@ fn the_operator_cli_lists_signs_revokes_cleans_and_generates() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 2);
+    // The two agents, and the service's own TLS and local client certificates.
+    assert_eq!(lines.len(), 4);
     assert!(lines.iter().all(|l| l["state"] == "signed"));
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("autosign-proxy")))
+            .count(),
+        2
+    );
 
     let out = proxy(&data, &["ca", "revoke", "--certname", "plain.example.com"]);
     assert!(
@@ -729,7 +739,8 @@ fn export_then_import_round_trips_and_bad_directories_change_nothing() {
     );
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("imported 2 certificates (1 revoked) and 1 pending requests"),
+        // The two agents and the exporting service's own two certificates.
+        said.contains("imported 4 certificates (1 revoked) and 1 pending requests"),
         "{said}"
     );
     let imported = Service::start_with("ca-imported", |c| c.data_dir = target.clone());

@@ -97,21 +97,31 @@ fn every_event_reaches_the_receiver_signed_with_its_idempotency_key() {
     assert_eq!(validate(&mut c, None, &csr).status, 200);
     assert_eq!(validate(&mut c, None, &csr).status, 404);
     assert!(
-        wait_for(&got, |g| g.len() >= 3, Duration::from_secs(10)),
+        wait_for(&got, |g| g.len() >= 5, Duration::from_secs(10)),
         "{:?}",
         got.lock().unwrap()
     );
     let got = got.lock().unwrap();
     let kinds: Vec<&str> = got.iter().map(|g| g.1.as_str()).collect();
-    assert_eq!(kinds, ["token_issued", "decision", "decision"]);
+    // First the service's own TLS and local client certificates, issued at start.
+    assert_eq!(
+        kinds,
+        [
+            "certificate_signed",
+            "certificate_signed",
+            "token_issued",
+            "decision",
+            "decision"
+        ]
+    );
     assert!(got.iter().all(|g| g.2), "every signature verifies");
     let keys: std::collections::HashSet<&String> = got.iter().map(|g| &g.0).collect();
-    assert_eq!(keys.len(), 3);
+    assert_eq!(keys.len(), 5, "one key per event");
     assert!(got.iter().all(|g| g.0.starts_with("autosign-")
         && g.0.ends_with("-recv")
         && g.3["idempotency_key"] == g.0.as_str()));
-    assert_eq!(got[1].3["event"]["decision"], "approved");
-    assert_eq!(got[2].3["event"]["reason"], "token_used");
+    assert_eq!(got[3].3["event"]["decision"], "approved");
+    assert_eq!(got[4].3["event"]["reason"], "token_used");
     assert!(
         !serde_json::to_string(&got.iter().map(|g| &g.3).collect::<Vec<_>>())
             .unwrap()
@@ -174,7 +184,8 @@ fn events_queue_while_the_receiver_is_down_and_survive_kill_dash_nine() {
     )
     .unwrap();
     let metrics = c.request("GET", "/metrics", &[], b"").unwrap().text();
-    assert!(metrics.contains("autosign_webhook_backlog 3"), "{metrics}");
+    // Three tokens, and the service's own two certificates issued at its first start.
+    assert!(metrics.contains("autosign_webhook_backlog 5"), "{metrics}");
     assert!(
         metrics.contains("autosign_webhook_failures_total"),
         "{metrics}"

@@ -11,4 +11,5 @@ mod puppet;
 mod real_puppet;
 mod replicas;
 mod support;
+mod trust;
 mod validate;
