@@ -25,6 +25,17 @@ struct Fixture {
     store: Arc<dyn Store>,
     sqlite_path: PathBuf,
     database: Option<ScratchDatabase>,
+    /// Last, so the stores above are closed first.
+    _dir: RemoveOnDrop,
+}
+
+/// The fixture's temp dir, removed when the test ends, passed or failed.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl Fixture {
@@ -45,6 +56,7 @@ impl Fixture {
             store: Arc::new(SqliteStore::open(&sqlite_path).await.unwrap()),
             sqlite_path,
             database,
+            _dir: RemoveOnDrop(dir),
         };
         fixture.store = fixture.another().await;
         fixture
