@@ -25,8 +25,6 @@ struct Fixture {
     store: Arc<dyn Store>,
     sqlite_path: PathBuf,
     database: Option<ScratchDatabase>,
-    /// Last, so the stores above are closed first.
-    _dir: RemoveOnDrop,
 }
 
 /// The fixture's temp dir, removed when the test ends, passed or failed.
@@ -56,7 +54,6 @@ impl Fixture {
             store: Arc::new(SqliteStore::open(&sqlite_path).await.unwrap()),
             sqlite_path,
             database,
-            _dir: RemoveOnDrop(dir),
         };
         fixture.store = fixture.another().await;
         fixture
@@ -84,6 +81,8 @@ where
         .unwrap()
         .block_on(async {
             let fixture = Fixture::new(backend, name).await;
+            // Held here: a test's future captures only the fixture fields it uses.
+            let _dir = RemoveOnDrop(fixture.sqlite_path.parent().unwrap().to_path_buf());
             test(fixture).await;
         });
 }
