@@ -401,14 +401,30 @@ mod tests {
             .into_iter()
     }
 
-    fn write(text: &str) -> PathBuf {
+    /// A config file with this text, removed when the test lets go of it.
+    fn write(text: &str) -> TempFile {
         let path = std::env::temp_dir().join(format!(
             "autosign-config-{}-{}.toml",
             std::process::id(),
             text.len()
         ));
         std::fs::write(&path, text).unwrap();
-        path
+        TempFile(path)
+    }
+
+    struct TempFile(PathBuf);
+
+    impl std::ops::Deref for TempFile {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
     }
 
     #[test]

@@ -27,6 +27,15 @@ struct Fixture {
     database: Option<ScratchDatabase>,
 }
 
+/// The fixture's temp dir, removed when the test ends, passed or failed.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 impl Fixture {
     async fn new(backend: Backend, name: &str) -> Fixture {
         let dir = std::env::temp_dir().join(format!(
@@ -72,6 +81,8 @@ where
         .unwrap()
         .block_on(async {
             let fixture = Fixture::new(backend, name).await;
+            // Held here: a test's future captures only the fixture fields it uses.
+            let _dir = RemoveOnDrop(fixture.sqlite_path.parent().unwrap().to_path_buf());
             test(fixture).await;
         });
 }

@@ -851,10 +851,7 @@ fn kill_dash_nine_during_signing_loses_nothing_and_reuses_no_serial() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(700));
-    Command::new("kill")
-        .args(["-9", &child.id().to_string()])
-        .status()
-        .unwrap();
+    child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let received: Vec<(String, Vec<u8>)> = clients
         .into_iter()

@@ -191,10 +191,7 @@ fn events_queue_while_the_receiver_is_down_and_survive_kill_dash_nine() {
         "{metrics}"
     );
     drop(c);
-    std::process::Command::new("kill")
-        .args(["-9", &child.id().to_string()])
-        .status()
-        .unwrap();
+    child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
     // The receiver comes back, then the service: the backlog is delivered.

@@ -183,14 +183,16 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration) -> (bool, String, Strin
 }
 
 /// SIGKILL the child's whole process group (the child was spawned with process_group(0),
-/// so its pgid is its pid), then the child itself.
+/// so its pgid is its pid), then the child itself. The signal is sent from here, not by
+/// a `kill` program: minimal Debian systems have none (it comes with procps).
 fn kill_group(child: &mut Child) {
-    let pid = child.id();
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pid}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    if let Ok(pgid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) reads no memory of ours; a negative pid names the process group.
+        // The child is not reaped yet, so its pid (the group's id) is not reused.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
     let _ = child.kill();
 }
 

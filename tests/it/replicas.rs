@@ -56,10 +56,7 @@ impl Replica {
     }
 
     fn kill(&mut self) {
-        Command::new("kill")
-            .args(["-9", &self.served.id().to_string()])
-            .status()
-            .unwrap();
+        self.served.kill().unwrap(); // SIGKILL
         self.served.wait().unwrap();
     }
 }

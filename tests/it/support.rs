@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use autosign_policy::{client_config, Connection, Response, TlsFiles};
@@ -13,14 +12,33 @@ use autosign_proxy::startup;
 use autosign_proxy::startup::datadir::DataDir;
 use autosign_proxy::store::sqlite::SqliteStore;
 
-/// A fresh, empty directory under the system temp dir, unique to this test run.
+/// A fresh, empty directory under the system temp dir, unique to this test run. It is
+/// removed when the thread that asked for it ends: for a test's own thread (the harness
+/// runs each test on a thread of its own), when the test has finished, passed or failed,
+/// after its locals (services, served processes, puppetserver) were dropped and stopped.
 pub fn temp_dir(name: &str) -> PathBuf {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("autosign-it-{}-{n}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    MADE_BY_THIS_THREAD.with(|made| made.0.borrow_mut().push(dir.clone()));
     dir
+}
+
+/// The directories [`temp_dir`] made on this thread, removed on Drop (at thread exit).
+struct RemoveOnDrop(std::cell::RefCell<Vec<PathBuf>>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for dir in self.0.borrow().iter() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+thread_local! {
+    static MADE_BY_THIS_THREAD: RemoveOnDrop = const { RemoveOnDrop(std::cell::RefCell::new(Vec::new())) };
 }
 
 /// A service running in-process on 127.0.0.1:<random port>, on its own data directory.
@@ -155,14 +173,20 @@ pub enum KeyType {
     EcP256,
 }
 
-/// One key per type per test run: key generation is the slow part, and CSRs made with
-/// the same key are still distinct requests.
+/// A key file of this type, in a temp dir of the caller's (see [`key_pem`]).
 pub fn key_file(kind: KeyType) -> PathBuf {
-    static KEYS: OnceLock<std::sync::Mutex<Vec<(KeyType, PathBuf)>>> = OnceLock::new();
-    let keys = KEYS.get_or_init(|| std::sync::Mutex::new(Vec::new()));
-    let mut keys = keys.lock().unwrap();
-    if let Some((_, path)) = keys.iter().find(|(k, _)| *k == kind) {
-        return path.clone();
+    let path = temp_dir("key").join("key.pem");
+    std::fs::write(&path, key_pem(kind)).unwrap();
+    path
+}
+
+/// One key per type per test run, kept in memory (key generation is the slow part, and
+/// CSRs made with the same key are still distinct requests).
+pub fn key_pem(kind: KeyType) -> Vec<u8> {
+    static KEYS: std::sync::Mutex<Vec<(KeyType, Vec<u8>)>> = std::sync::Mutex::new(Vec::new());
+    let mut keys = KEYS.lock().unwrap();
+    if let Some((_, pem)) = keys.iter().find(|(k, _)| *k == kind) {
+        return pem.clone();
     }
     let dir = temp_dir("keys");
     let path = dir.join("key.pem");
@@ -196,8 +220,10 @@ pub fn key_file(kind: KeyType) -> PathBuf {
         "openssl genpkey: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    keys.push((kind, path.clone()));
-    path
+    let pem = std::fs::read(&path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    keys.push((kind, pem.clone()));
+    pem
 }
 
 /// How `openssl req` should build a CSR.
@@ -260,10 +286,12 @@ pub fn openssl_csr(opts: &CsrOpts) -> Vec<u8> {
     }
     let conf_path = dir.join("req.cnf");
     std::fs::write(&conf_path, conf).unwrap();
+    let key_path = dir.join("key.pem");
+    std::fs::write(&key_path, key_pem(opts.key)).unwrap();
     let out_path = dir.join("req.pem");
     let out = Command::new("openssl")
         .args(["req", "-new", "-sha256", "-key"])
-        .arg(key_file(opts.key))
+        .arg(&key_path)
         .arg("-config")
         .arg(&conf_path)
         .arg("-out")
