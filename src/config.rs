@@ -316,6 +316,12 @@ impl Config {
                     .into(),
             ));
         }
+        // Beyond 100 years dates stop meaning anything, and seconds would overflow.
+        if self.ca.cert_ttl_days > 36_500 || self.ca.crl_ttl_days > 36_500 {
+            return Err(ConfigError(
+                "ca.cert_ttl_days and ca.crl_ttl_days must be at most 36500 (100 years)".into(),
+            ));
+        }
         if !(1..=crate::domain::token::MAX_TTL_MINUTES).contains(&self.tokens.default_ttl_minutes) {
             return Err(ConfigError(format!(
                 "tokens.default_ttl_minutes must be between 1 and {}",

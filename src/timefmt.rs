@@ -87,39 +87,21 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     Some(from_civil(year, month, day, hour, minute, second))
 }
 
-const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
 /// `Sun, 06 Nov 1994 08:49:37 GMT`, for Last-Modified.
 pub fn http_date(unix: i64) -> String {
-    let (y, mo, d, h, mi, s) = civil(unix);
-    let weekday = DAYS
-        .get(usize::try_from(unix.div_euclid(86_400).rem_euclid(7)).unwrap_or(0))
-        .unwrap_or(&"Thu");
-    let month = MONTHS
-        .get(usize::try_from(mo.saturating_sub(1)).unwrap_or(0))
-        .unwrap_or(&"Jan");
-    format!("{weekday}, {d:02} {month} {y:04} {h:02}:{mi:02}:{s:02} GMT")
+    let at = u64::try_from(unix)
+        .ok()
+        .and_then(|secs| std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs)))
+        .unwrap_or(std::time::UNIX_EPOCH);
+    httpdate::fmt_http_date(at)
 }
 
-/// Read an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), as If-Modified-Since carries it.
+/// Read an HTTP date (IMF-fixdate, or the obsolete forms), as If-Modified-Since carries
+/// it; anything else, including dates before 1970 or past what a clock holds, is `None`.
 pub fn parse_http_date(text: &str) -> Option<i64> {
-    let mut parts = text.split_whitespace().skip(1);
-    let day: u32 = parts.next()?.parse().ok()?;
-    let month = parts.next()?;
-    let month = u32::try_from(MONTHS.iter().position(|m| *m == month)? + 1).ok()?;
-    let year: i64 = parts.next()?.parse().ok()?;
-    let mut clock = parts.next()?.splitn(3, ':');
-    let hour: u32 = clock.next()?.parse().ok()?;
-    let minute: u32 = clock.next()?.parse().ok()?;
-    let second: u32 = clock.next()?.parse().ok()?;
-    if parts.next()? != "GMT" || hour > 23 || minute > 59 || second > 60 || !(1..=31).contains(&day)
-    {
-        return None;
-    }
-    Some(from_civil(year, month, day, hour, minute, second))
+    let at = httpdate::parse_http_date(text).ok()?;
+    let secs = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    i64::try_from(secs).ok()
 }
 
 #[cfg(test)]
@@ -142,6 +124,12 @@ mod tests {
             Some(784_111_777)
         );
         assert_eq!(parse_http_date("garbage"), None);
+        // Unauthenticated input: a huge year is refused, never an overflow.
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 99999999999999999 08:49:37 GMT"),
+            None
+        );
+        assert_eq!(parse_http_date("Sun, 06 Nov 9999 99:49:37 GMT"), None);
         for t in [0, 951_782_400, 1_872_331_200] {
             assert_eq!(parse_http_date(&http_date(t)), Some(t));
         }

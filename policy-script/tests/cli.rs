@@ -278,8 +278,45 @@ fn read_request<R: BufRead>(r: &mut R) -> Option<Received> {
     Some(request)
 }
 
-fn ok_200(_: &Received) -> Vec<u8> {
+/// The service's approval, for the certname the request asked about.
+fn ok_200(request: &Received) -> Vec<u8> {
+    let certname = request
+        .head
+        .split(' ')
+        .nth(1)
+        .and_then(|t| t.split_once("certname="))
+        .map(|(_, n)| n.to_string())
+        .unwrap_or_default();
+    let body = format!(
+        r#"{{"decision":"approved","reason":"token","message":"approved","certname":"{certname}","event_id":7}}"#
+    );
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn empty_200(_: &Received) -> Vec<u8> {
     b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec()
+}
+
+fn other_host_200(_: &Received) -> Vec<u8> {
+    let body = r#"{"decision":"approved","certname":"db01.example.com"}"#;
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn rejected_200(_: &Received) -> Vec<u8> {
+    let body = r#"{"decision":"rejected","certname":"web01.example.com"}"#;
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 fn rejected_404(_: &Received) -> Vec<u8> {
@@ -396,6 +433,24 @@ fn approves_on_200_and_sends_the_documented_request() {
         .header("user-agent")
         .is_some_and(|v| v.starts_with("autosign-policy/")));
     assert_eq!(req.body, CSR);
+}
+
+#[test]
+fn a_200_signs_only_when_it_approves_this_certname() {
+    for (respond, why) in [
+        (
+            empty_200 as fn(&Received) -> Vec<u8>,
+            "not the service's JSON decision",
+        ),
+        (other_host_200, "the approval is for db01.example.com"),
+        (rejected_200, "the decision is rejected"),
+    ] {
+        let server = serve(Mode::Respond(respond));
+        let r = policy(&server.url(), &[], "web01.example.com", CSR);
+        assert_eq!(r.code, Some(2), "must not sign; stderr: {}", r.stderr);
+        assert!(r.stderr.contains(why), "{}", r.stderr);
+        assert!(r.stderr.contains("not signing"), "{}", r.stderr);
+    }
 }
 
 #[test]

@@ -369,7 +369,8 @@ pub fn read_extensions(seq: &Tlv<'_>) -> Result<Vec<CsrExtension>, DerError> {
 }
 
 /// A parsed certificate request. Owns its DER; every accessor reads from what was parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Its `Debug` never shows the challengePassword (a build token) nor the raw bytes.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Csr {
     der: Vec<u8>,
     info: Vec<u8>,
@@ -384,6 +385,22 @@ pub struct Csr {
     signature_algorithm: String,
     signature_params: Option<Vec<u8>>,
     signature: Vec<u8>,
+}
+
+impl fmt::Debug for Csr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Csr")
+            .field("version", &self.version)
+            .field("subject_cns", &self.subject_cns)
+            .field("key", &self.key)
+            .field(
+                "challenge_password",
+                &self.challenge.as_ref().map(|_| "<redacted>"),
+            )
+            .field("extensions", &self.extensions.len())
+            .field("fingerprint", &self.fingerprint_sha256())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Csr {

@@ -100,7 +100,7 @@ pub struct SigningRules<'a> {
 }
 
 /// A CSR that passed every rule of its path: exactly what the certificate may carry.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CheckedRequest {
     pub certname: Certname,
     /// Valid DNS (lower case) and IP names beyond `DNS:<certname>`, each once.
@@ -111,6 +111,20 @@ pub struct CheckedRequest {
     /// DER of the SubjectPublicKeyInfo to certify.
     pub public_key: Vec<u8>,
     challenge_password: Option<String>,
+}
+
+impl std::fmt::Debug for CheckedRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckedRequest")
+            .field("certname", &self.certname)
+            .field("extra_alt_names", &self.extra_alt_names)
+            .field("extensions", &self.extensions)
+            .field(
+                "challenge_password",
+                &self.challenge_password.as_ref().map(|_| "<redacted>"),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl CheckedRequest {
@@ -201,6 +215,13 @@ pub trait DecisionStore: Send + Sync {
         event: NewEvent,
     ) -> Result<Option<i64>, Self::Error>;
     async fn record_event(&self, event: NewEvent) -> Result<i64, Self::Error>;
+    /// Revoke a live token, recording `event`; `false` when it was no longer live.
+    async fn revoke_token(
+        &self,
+        token_id: i64,
+        now: i64,
+        event: NewEvent,
+    ) -> Result<bool, Self::Error>;
 }
 
 /// The CSR to decide on: as received (parsed here, a parse failure is a recorded
@@ -262,13 +283,19 @@ pub async fn decide<S: DecisionStore + ?Sized>(
                 parsed = csr;
                 &parsed
             }
-            Err(rejection) => return reject(store, decision, rejection, request.actor, now).await,
+            Err(rejection) => {
+                return reject(store, decision, rejection, request.actor, now, None).await
+            }
         },
     };
     decision.csr_fingerprint = Some(csr.fingerprint_sha256());
+    let presented = csr.challenge_password().map(|(value, _)| value);
+    let presented = presented.as_deref();
     let checked = match check_request(csr, request.certname, &rules) {
         Ok(checked) => checked,
-        Err(rejection) => return reject(store, decision, rejection, request.actor, now).await,
+        Err(rejection) => {
+            return reject(store, decision, rejection, request.actor, now, presented).await
+        }
     };
     decision.certname = Some(checked.certname.to_string());
 
@@ -276,7 +303,7 @@ pub async fn decide<S: DecisionStore + ?Sized>(
         Ok(grant) => grant,
         Err((rejection, token_id)) => {
             decision.token_id = token_id;
-            return reject(store, decision, rejection, request.actor, now).await;
+            return reject(store, decision, rejection, request.actor, now, presented).await;
         }
     };
 
@@ -300,7 +327,7 @@ pub async fn decide<S: DecisionStore + ?Sized>(
                             token.id
                         ),
                     );
-                    return reject(store, decision, lost, request.actor, now).await;
+                    return reject(store, decision, lost, request.actor, now, None).await;
                 }
             }
         }
@@ -323,16 +350,56 @@ async fn reject<S: DecisionStore + ?Sized>(
     rejection: Rejection,
     actor: &Actor,
     now: i64,
+    presented: Option<&str>,
 ) -> Result<Decided, S::Error> {
     decision.decision = Verdict::Rejected;
     decision.reason = rejection.reason;
     decision.message = rejection.message;
+    if let Some(id) = revoke_exposed(store, presented, &decision, actor, now).await? {
+        decision.token_id.get_or_insert(id);
+        decision.message.push_str(&format!(
+            "; build token {id} was revoked: a rejected request carried it, and rejected requests can be read"
+        ));
+    }
     let event = NewEvent::for_decision(now, actor, &decision);
     decision.event_id = store.record_event(event).await?;
     Ok(Decided {
         decision,
         checked: None,
     })
+}
+
+/// A token presented in a request that is refused is exposed: puppetserver and this CA
+/// serve pending requests to anyone (`GET certificate_request`), challengePassword and
+/// all. While it is still live, revoke it, with the reason, before anyone else uses it.
+async fn revoke_exposed<S: DecisionStore + ?Sized>(
+    store: &S,
+    presented: Option<&str>,
+    decision: &Decision,
+    actor: &Actor,
+    now: i64,
+) -> Result<Option<i64>, S::Error> {
+    let Some(presented) = presented else {
+        return Ok(None);
+    };
+    let Some(token) = store.find_token(&TokenHash::of(presented)).await? else {
+        return Ok(None);
+    };
+    if token.state(now) != TokenState::Live {
+        return Ok(None);
+    }
+    let event = NewEvent::new(now, super::event::kind::TOKEN_REVOKED, actor)
+        .certname(token.certname.as_str())
+        .token(token.id)
+        .message(format!(
+            "build token revoked: it was exposed in a request for {} that was refused ({})",
+            decision.certname.as_deref().unwrap_or("?"),
+            decision.reason.code()
+        ));
+    Ok(store
+        .revoke_token(token.id, now, event)
+        .await?
+        .then_some(token.id))
 }
 
 /// Step 1: PEM of any line width, or DER; attribute strings read leniently.

@@ -374,4 +374,16 @@ impl DecisionStore for dyn Store {
     async fn record_event(&self, event: NewEvent) -> Result<i64, StoreError> {
         Store::record_event(self, event).await
     }
+
+    async fn revoke_token(
+        &self,
+        token_id: i64,
+        now: i64,
+        event: NewEvent,
+    ) -> Result<bool, StoreError> {
+        Ok(!self
+            .revoke_tokens(&TokenSelector::Id(token_id), now, event)
+            .await?
+            .is_empty())
+    }
 }

@@ -116,7 +116,7 @@ fn approval(at: i64, certname: &str) -> NewEvent {
 
 async fn token(store: &dyn Store, name: &str, secret: &str, now: i64) -> TokenRecord {
     let request =
-        TokenRequest::new(Certname::parse(name).unwrap(), vec![], None, Some(60)).unwrap();
+        TokenRequest::new(Certname::parse(name).unwrap(), vec![], None, Some(3600)).unwrap();
     store
         .issue_token(&request, &TokenHash::of(secret), now, event(now))
         .await

@@ -106,10 +106,20 @@ fn token_of_another_host_is_refused_and_not_consumed() {
     let resp = validate(&mut c, Some("web01.example.com"), &csr);
     assert_eq!(resp.status, 404);
     assert_eq!(reason(&resp), "token_wrong_host");
-    assert_eq!(
-        live_tokens(&svc, "db01.example.com"),
-        1,
-        "the token must survive"
+    // Not consumed, but exposed (the refused CSR is readable where it is stored): revoked
+    // with the rejection, which says so.
+    assert_eq!(live_tokens(&svc, "db01.example.com"), 0);
+    let tokens = block_on(svc.store().list_tokens(Some("db01.example.com"), None)).unwrap();
+    assert_eq!(tokens.len(), 1);
+    assert!(tokens[0].used_at.is_none(), "not consumed");
+    assert!(tokens[0].revoked_at.is_some(), "revoked");
+    assert!(
+        json(&resp)["message"]
+            .as_str()
+            .unwrap()
+            .contains("was revoked"),
+        "{}",
+        resp.text()
     );
     // Even with an allow-list entry for the CSR's host, a wrong token never falls through.
     let add = c
@@ -126,7 +136,10 @@ fn token_of_another_host_is_refused_and_not_consumed() {
         "token_wrong_host"
     );
     let own = openssl_csr(&CsrOpts::new("db01.example.com").challenge(&token));
-    assert_eq!(validate(&mut c, Some("db01.example.com"), &own).status, 200);
+    assert_eq!(
+        reason(&validate(&mut c, Some("db01.example.com"), &own)),
+        "token_revoked"
+    );
 }
 
 #[test]

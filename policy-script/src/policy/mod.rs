@@ -190,7 +190,16 @@ pub fn execute(plan: &Plan, stdin: &mut dyn Read) -> Outcome {
         return plan.fail("no CSR on stdin; not sent");
     }
     match ask(plan, &csr) {
-        Ok(response) if response.status == 200 => Outcome::Sign,
+        Ok(response) if response.status == 200 => {
+            match verdict::approval(&response, &plan.certname) {
+                Ok(()) => Outcome::Sign,
+                Err(why) => plan.fail(format!(
+                    "autosign-proxy at {} answered 200 for {}, but {why}; not signing",
+                    plan.url.origin(),
+                    shown(&plan.certname)
+                )),
+            }
+        }
         Ok(response) if response.status == 404 => Outcome::Reject(format!(
             "not signing {}: {}",
             shown(&plan.certname),

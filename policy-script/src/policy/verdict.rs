@@ -31,6 +31,34 @@ pub fn rejection_reason(response: &Response) -> Option<String> {
     Some(text)
 }
 
+/// A 200 signs only when its body is the service's JSON decision saying `approved` for
+/// exactly this certname: a proxy, a misrouted URL or a stray server answering 200 to
+/// anything must never sign. `Err` says what was wrong.
+pub fn approval(response: &Response, certname: &str) -> Result<(), String> {
+    let fields = parse_flat_object(&response.text())
+        .ok_or_else(|| "the answer is not the service's JSON decision".to_string())?;
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    if get("decision") != Some("approved") {
+        return Err(format!(
+            "the decision is {}, not approved",
+            get("decision").map_or("missing".into(), |d| excerpt(d.as_bytes(), 40))
+        ));
+    }
+    match get("certname") {
+        Some(name) if name == certname => Ok(()),
+        Some(name) => Err(format!(
+            "the approval is for {}, not for this certname",
+            excerpt(name.as_bytes(), 255)
+        )),
+        None => Err("the approval names no certname".into()),
+    }
+}
+
 /// `HTTP 500: <first bytes of the body>` for messages.
 pub fn status_and_excerpt(response: &Response) -> String {
     let body = excerpt(&response.body, 200);

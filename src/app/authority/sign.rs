@@ -6,6 +6,9 @@ use std::time::Instant;
 use aws_lc_rs::digest;
 
 use super::{cert_status_json, Authority, SignOptions, DAY};
+
+/// The longest lifetime a certificate gets: beyond it, dates stop being meaningful.
+pub const MAX_CERT_TTL_SECONDS: i64 = 100 * 365 * DAY;
 use crate::app::AppError;
 use crate::ca::issue::{self, cert_info, LeafSpec};
 use crate::ca::signer::{KeyAlgorithm, Signer, SoftwareKey};
@@ -59,6 +62,11 @@ impl Authority {
         how: &str,
     ) -> Result<CaCertificate, AppError> {
         let ttl = ttl_seconds.unwrap_or(self.settings.cert_ttl_seconds);
+        if !(1..=MAX_CERT_TTL_SECONDS).contains(&ttl) {
+            return Err(AppError::Invalid(format!(
+                "cert_ttl must be between 1 and {MAX_CERT_TTL_SECONDS} seconds (100 years)"
+            )));
+        }
         self.issue_for_key(
             checked.certname.as_str(),
             checked.public_key.clone(),
