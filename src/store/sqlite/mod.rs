@@ -24,11 +24,11 @@ use crate::timefmt;
 
 /// Schema migrations in order; the index + 1 is the version.
 const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/sqlite/0001_core.sql"),
-    include_str!("../../migrations/sqlite/0002_ca.sql"),
-    include_str!("../../migrations/sqlite/0003_status_cache.sql"),
-    include_str!("../../migrations/sqlite/0004_outbox.sql"),
-    include_str!("../../migrations/sqlite/0005_ca_identity.sql"),
+    include_str!("../../../migrations/sqlite/0001_core.sql"),
+    include_str!("../../../migrations/sqlite/0002_ca.sql"),
+    include_str!("../../../migrations/sqlite/0003_status_cache.sql"),
+    include_str!("../../../migrations/sqlite/0004_outbox.sql"),
+    include_str!("../../../migrations/sqlite/0005_ca_identity.sql"),
 ];
 /// Most jobs one commit carries: bounds how long the first of them waits.
 const MAX_BATCH: usize = 256;

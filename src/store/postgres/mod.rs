@@ -31,7 +31,7 @@ use crate::domain::token::{TokenHash, TokenRecord, TokenRequest};
 use crate::timefmt;
 
 /// Schema migrations in order; the index + 1 is the version.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_schema.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/postgres/0001_schema.sql")];
 /// Key of the session advisory lock that serializes migrations of replicas starting at once.
 const MIGRATION_LOCK: i64 = 0x6175_746f_7369_676e; // "autosign"
 /// How long one store operation may take, connecting included.
