@@ -7,6 +7,7 @@
 pub mod migrate;
 pub mod postgres;
 pub mod scratch;
+mod sql;
 pub mod sqlite;
 #[cfg(test)]
 mod tests;

@@ -3,9 +3,10 @@
 use async_trait::async_trait;
 
 use super::events::insert_event;
-use super::{db, execute, get, query, Conn, PostgresStore};
+use super::{db, execute, query, Conn, PostgresStore};
 use crate::domain::event::NewEvent;
-use crate::store::{alt_names_json, parse_alt_names, AllowListStore, AllowRecord, StoreError};
+use crate::store::sql::allow_from_row;
+use crate::store::{alt_names_json, AllowListStore, AllowRecord, StoreError};
 
 #[async_trait]
 impl AllowListStore for PostgresStore {
@@ -71,14 +72,7 @@ impl AllowListStore for PostgresStore {
             )
             .await?
             .iter()
-            .map(|r| {
-                Ok(AllowRecord {
-                    pattern: get(r, 0)?,
-                    alt_names: parse_alt_names(&get::<String>(r, 1)?)?,
-                    created_at: get(r, 2)?,
-                    created_by: get(r, 3)?,
-                })
-            })
+            .map(allow_from_row)
             .collect()
         })
         .await

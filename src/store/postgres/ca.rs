@@ -3,62 +3,20 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use tokio_postgres::{GenericClient, Row, Statement};
+use tokio_postgres::{GenericClient, Statement};
 
 use super::events::{insert_event, with_event, EventParams};
 use super::{db, execute, get, query, query_opt, Conn, Param, PostgresStore};
 use crate::domain::event::NewEvent;
+use crate::store::sql::{
+    ca_identity_from_row, cert_from_row, certificate_columns, request_columns, request_from_row,
+    revocation_from_row, status_from_row, CERT_COLUMNS, INSERT_CERTIFICATE, INSERT_REQUEST,
+    REQUEST_COLUMNS,
+};
 use crate::store::{
     from_i64, to_i64, CaCertificate, CaIdentity, CaImport, CaRequest, CaStore, Revocation,
     StatusRow, StoreError,
 };
-
-const REQUEST_COLUMNS: &str = "certname, csr_pem, fingerprint, received_at, reason, message";
-
-fn request_from_row(r: &Row) -> Result<CaRequest, StoreError> {
-    Ok(CaRequest {
-        certname: get(r, 0)?,
-        csr_pem: get(r, 1)?,
-        fingerprint: get(r, 2)?,
-        received_at: get(r, 3)?,
-        reason: get(r, 4)?,
-        message: get(r, 5)?,
-    })
-}
-
-const CERT_COLUMNS: &str =
-    "serial, certname, cert_pem, fingerprint, not_before, not_after, issued_at, revoked_at, revocation_reason";
-
-fn reason_from(v: Option<i64>) -> Result<Option<u8>, StoreError> {
-    v.map(|r| u8::try_from(r).map_err(|_| StoreError::Corrupt(format!("revocation reason {r}"))))
-        .transpose()
-}
-
-fn cert_from_row(r: &Row) -> Result<CaCertificate, StoreError> {
-    Ok(CaCertificate {
-        serial: from_i64(get(r, 0)?)?,
-        certname: get(r, 1)?,
-        cert_pem: get(r, 2)?,
-        fingerprint: get(r, 3)?,
-        not_before: get(r, 4)?,
-        not_after: get(r, 5)?,
-        issued_at: get(r, 6)?,
-        revoked_at: get(r, 7)?,
-        revocation_reason: reason_from(get(r, 8)?)?,
-    })
-}
-
-macro_rules! certificate_columns {
-    () => {
-        "ca_certificates (serial, certname, cert_pem, fingerprint, not_before, not_after, issued_at, revoked_at, revocation_reason, status_json)"
-    };
-}
-
-const INSERT_CERTIFICATE: &str = concat!(
-    "INSERT INTO ",
-    certificate_columns!(),
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-);
 
 /// The converted columns of a certificate insert, owned so their references live.
 struct CertificateParams<'a> {
@@ -105,18 +63,6 @@ async fn insert_certificate(
     execute(statements, client, INSERT_CERTIFICATE, &p.params()).await?;
     Ok(())
 }
-
-macro_rules! request_columns {
-    () => {
-        "ca_requests (certname, csr_pem, fingerprint, received_at, reason, message)"
-    };
-}
-
-const INSERT_REQUEST: &str = concat!(
-    "INSERT INTO ",
-    request_columns!(),
-    " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (certname) DO NOTHING"
-);
 
 fn request_params(r: &CaRequest) -> [Param<'_>; 6] {
     [
@@ -287,13 +233,7 @@ impl CaStore for PostgresStore {
             )
             .await?
             .iter()
-            .map(|r| {
-                Ok(StatusRow {
-                    certname: get(r, 0)?,
-                    status_json: get(r, 1)?,
-                    revoked: get(r, 2)?,
-                })
-            })
+            .map(status_from_row)
             .collect()
         })
         .await
@@ -526,13 +466,7 @@ impl CaStore for PostgresStore {
             )
             .await?
             .iter()
-            .map(|r| {
-                Ok(Revocation {
-                    serial: from_i64(get(r, 0)?)?,
-                    revoked_at: get(r, 1)?,
-                    reason: reason_from(get(r, 2)?)?,
-                })
-            })
+            .map(revocation_from_row)
             .collect()
         })
         .await
@@ -605,12 +539,7 @@ impl CaStore for PostgresStore {
                 &[],
             )
             .await?
-            .map(|row| {
-                Ok(CaIdentity {
-                    fingerprint: get(&row, 0)?,
-                    subject: get(&row, 1)?,
-                })
-            })
+            .map(|row| ca_identity_from_row(&row))
             .transpose()
         })
         .await
@@ -639,10 +568,7 @@ impl CaStore for PostgresStore {
             )
             .await?
             .ok_or_else(|| StoreError::Unavailable("the CA identity vanished".into()))?;
-            Ok(CaIdentity {
-                fingerprint: get(&row, 0)?,
-                subject: get(&row, 1)?,
-            })
+            ca_identity_from_row(&row)
         })
         .await
     }

@@ -4,13 +4,12 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use tokio_postgres::types::ToSql;
-use tokio_postgres::{GenericClient, Row, Statement};
+use tokio_postgres::{GenericClient, Statement};
 
 use super::{execute, get, query, query_opt, Conn, Param, PostgresStore};
 use crate::domain::event::{EventFilter, EventRecord, NewEvent};
-use crate::store::{parse_json, Delivery, EventStore, StoreError};
-use crate::timefmt;
+use crate::store::sql::{event_from_row, events_query, Arg, EVENT_COLUMNS};
+use crate::store::{Delivery, EventStore, StoreError};
 
 /// `WITH <ctes> ev AS (…), d AS (…) <select>`: the event (columns $1–$11, once per row of
 /// `<source>`) and one delivery per webhook that wants it (names in $12), written by the
@@ -80,28 +79,6 @@ pub(super) async fn insert_event(
     get(&row, 0)
 }
 
-const EVENT_COLUMNS: &str =
-    "id, at, kind, certname, decision, reason, message, csr_fingerprint, token_id, actor, request_id, details";
-
-fn event_from_row(r: &Row) -> Result<EventRecord, StoreError> {
-    let at: i64 = get(r, 1)?;
-    Ok(EventRecord {
-        id: get(r, 0)?,
-        at,
-        time: timefmt::rfc3339(at),
-        kind: get(r, 2)?,
-        certname: get(r, 3)?,
-        decision: get(r, 4)?,
-        reason: get(r, 5)?,
-        message: get(r, 6)?,
-        csr_fingerprint: get(r, 7)?,
-        token_id: get(r, 8)?,
-        actor: get(r, 9)?,
-        request_id: get(r, 10)?,
-        details: parse_json(get(r, 11)?)?,
-    })
-}
-
 #[async_trait]
 impl EventStore for PostgresStore {
     async fn record_event(&self, event: NewEvent) -> Result<i64, StoreError> {
@@ -114,42 +91,17 @@ impl EventStore for PostgresStore {
     }
 
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
-        let decision = filter.decision.map(|d| d.as_str().to_string());
-        let mut args: Vec<(&str, Box<dyn ToSql + Sync + Send>)> = Vec::new();
-        if let Some(certname) = &filter.certname {
-            args.push(("certname =", Box::new(certname.clone())));
-        }
-        if let Some(kind) = &filter.kind {
-            args.push(("kind =", Box::new(kind.clone())));
-        }
-        if let Some(decision) = decision {
-            args.push(("decision =", Box::new(decision)));
-        }
-        if let Some(before) = filter.before_id {
-            args.push(("id <", Box::new(before)));
-        }
-        if let Some(after) = filter.after_id {
-            args.push(("id >", Box::new(after)));
-        }
-        if let Some(since) = filter.since {
-            args.push(("at >=", Box::new(since)));
-        }
-        if let Some(until) = filter.until {
-            args.push(("at <=", Box::new(until)));
-        }
-        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE TRUE");
-        for (n, (column, _)) in (1..).zip(&args) {
-            sql.push_str(&format!(" AND {column} ${n}"));
-        }
-        let order = if filter.ascending { "ASC" } else { "DESC" };
-        sql.push_str(&format!(" ORDER BY id {order} LIMIT ${}", args.len() + 1));
-        let limit = i64::from(filter.limit.clamp(1, 1000));
+        let (sql, args) = events_query(filter);
         self.timed(async {
             let mut pooled = self.pooled().await?;
             let Conn { client, statements } = pooled.conn()?;
-            let mut params: Vec<Param<'_>> =
-                args.iter().map(|(_, v)| v.as_ref() as Param<'_>).collect();
-            params.push(&limit);
+            let params: Vec<Param<'_>> = args
+                .iter()
+                .map(|arg| match arg {
+                    Arg::Text(text) => text as Param<'_>,
+                    Arg::Int(n) => n as Param<'_>,
+                })
+                .collect();
             query(statements, &*client, &sql, &params)
                 .await?
                 .iter()

@@ -29,6 +29,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, NoTls, Row, Statement};
 
+use super::sql::SqlRow;
 use super::{from_i64, AdminStore, StoreError};
 use crate::timefmt;
 
@@ -148,6 +149,28 @@ fn get<'r, T: tokio_postgres::types::FromSql<'r>>(
     index: usize,
 ) -> Result<T, StoreError> {
     row.try_get(index).map_err(corrupt)
+}
+
+impl SqlRow for Row {
+    fn int(&self, index: usize) -> Result<i64, StoreError> {
+        get(self, index)
+    }
+
+    fn opt_int(&self, index: usize) -> Result<Option<i64>, StoreError> {
+        get(self, index)
+    }
+
+    fn text(&self, index: usize) -> Result<String, StoreError> {
+        get(self, index)
+    }
+
+    fn opt_text(&self, index: usize) -> Result<Option<String>, StoreError> {
+        get(self, index)
+    }
+
+    fn boolean(&self, index: usize) -> Result<bool, StoreError> {
+        get(self, index)
+    }
 }
 
 impl PostgresStore {

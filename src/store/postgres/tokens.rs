@@ -1,32 +1,13 @@
 //! PostgreSQL: build tokens (issue, consume once, revoke, expiry sweep).
 
 use async_trait::async_trait;
-use tokio_postgres::Row;
 
 use super::events::{insert_event, with_event, EventParams};
 use super::{db, execute, get, query, query_opt, Conn, Param, PostgresStore};
 use crate::domain::event::{kind, NewEvent};
 use crate::domain::token::{TokenHash, TokenRecord, TokenRequest};
-use crate::store::{
-    alt_names_json, parse_alt_names, parse_json, StoreError, TokenSelector, TokenStore,
-};
-
-const TOKEN_COLUMNS: &str =
-    "id, certname, alt_names, metadata, created_at, expires_at, used_at, revoked_at, created_by";
-
-fn token_from_row(r: &Row) -> Result<TokenRecord, StoreError> {
-    Ok(TokenRecord {
-        id: get(r, 0)?,
-        certname: get(r, 1)?,
-        alt_names: parse_alt_names(&get::<String>(r, 2)?)?,
-        metadata: parse_json(get(r, 3)?)?,
-        created_at: get(r, 4)?,
-        expires_at: get(r, 5)?,
-        used_at: get(r, 6)?,
-        revoked_at: get(r, 7)?,
-        created_by: get(r, 8)?,
-    })
-}
+use crate::store::sql::{token_from_row, TOKEN_COLUMNS};
+use crate::store::{alt_names_json, StoreError, TokenSelector, TokenStore};
 
 #[async_trait]
 impl TokenStore for PostgresStore {

@@ -6,7 +6,8 @@ use rusqlite::params;
 use super::events::insert_event;
 use super::{unavailable, SqliteStore};
 use crate::domain::event::NewEvent;
-use crate::store::{alt_names_json, parse_alt_names, AllowListStore, AllowRecord, StoreError};
+use crate::store::sql::allow_from_row;
+use crate::store::{alt_names_json, AllowListStore, AllowRecord, StoreError};
 
 #[async_trait]
 impl AllowListStore for SqliteStore {
@@ -50,20 +51,11 @@ impl AllowListStore for SqliteStore {
 
     async fn list_allow_entries(&self) -> Result<Vec<AllowRecord>, StoreError> {
         self.read(|conn| {
-            let rows: Vec<(String, String, i64, String)> = conn
+            let rows: Vec<Result<AllowRecord, StoreError>> = conn
                 .prepare_cached("SELECT pattern, alt_names, created_at, created_by FROM allow_entries ORDER BY pattern")
-                .and_then(|mut stmt| stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect())
+                .and_then(|mut stmt| stmt.query_map([], |r| Ok(allow_from_row(r)))?.collect())
                 .map_err(unavailable)?;
-            rows.into_iter()
-                .map(|(pattern, alt_names, created_at, created_by)| {
-                    Ok(AllowRecord {
-                        pattern,
-                        alt_names: parse_alt_names(&alt_names)?,
-                        created_at,
-                        created_by,
-                    })
-                })
-                .collect()
+            rows.into_iter().collect()
         })
     }
 }

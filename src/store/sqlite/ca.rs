@@ -1,72 +1,42 @@
 //! SQLite: the CA's state (serials, requests, certificates, revocations, CRL, identity).
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::events::insert_event;
 use super::{unavailable, SqliteStore};
 use crate::domain::event::NewEvent;
+use crate::store::sql::{
+    ca_identity_from_row, cert_from_row, request_from_row, revocation_from_row, status_from_row,
+    CERT_COLUMNS, INSERT_CERTIFICATE, INSERT_REQUEST, REQUEST_COLUMNS,
+};
 use crate::store::{
     from_i64, to_i64, CaCertificate, CaIdentity, CaImport, CaRequest, CaStore, Revocation,
     StatusRow, StoreError,
 };
-
-const REQUEST_COLUMNS: &str = "certname, csr_pem, fingerprint, received_at, reason, message";
-
-fn request_from_row(r: &Row<'_>) -> rusqlite::Result<CaRequest> {
-    Ok(CaRequest {
-        certname: r.get(0)?,
-        csr_pem: r.get(1)?,
-        fingerprint: r.get(2)?,
-        received_at: r.get(3)?,
-        reason: r.get(4)?,
-        message: r.get(5)?,
-    })
-}
-
-const CERT_COLUMNS: &str =
-    "serial, certname, cert_pem, fingerprint, not_before, not_after, issued_at, revoked_at, revocation_reason";
-
-fn cert_from_row(r: &Row<'_>) -> rusqlite::Result<Result<CaCertificate, StoreError>> {
-    let serial: i64 = r.get(0)?;
-    let cert = CaCertificate {
-        serial: 0,
-        certname: r.get(1)?,
-        cert_pem: r.get(2)?,
-        fingerprint: r.get(3)?,
-        not_before: r.get(4)?,
-        not_after: r.get(5)?,
-        issued_at: r.get(6)?,
-        revoked_at: r.get(7)?,
-        revocation_reason: r.get(8)?,
-    };
-    Ok(from_i64(serial).map(|serial| CaCertificate { serial, ..cert }))
-}
 
 fn insert_certificate(
     conn: &Connection,
     c: &CaCertificate,
     status_json: Option<&str>,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO ca_certificates (serial, certname, cert_pem, fingerprint, not_before, not_after, issued_at, revoked_at, revocation_reason, status_json) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )
-    .and_then(|mut stmt| {
-        stmt.execute(params![
-            to_i64(c.serial).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
-            c.certname,
-            c.cert_pem,
-            c.fingerprint,
-            c.not_before,
-            c.not_after,
-            c.issued_at,
-            c.revoked_at,
-            c.revocation_reason,
-            status_json
-        ])
-    })
-    .map_err(unavailable)?;
+    conn.prepare_cached(INSERT_CERTIFICATE)
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                to_i64(c.serial)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+                c.certname,
+                c.cert_pem,
+                c.fingerprint,
+                c.not_before,
+                c.not_after,
+                c.issued_at,
+                c.revoked_at,
+                c.revocation_reason,
+                status_json
+            ])
+        })
+        .map_err(unavailable)?;
     Ok(())
 }
 
@@ -74,9 +44,15 @@ fn insert_certificate(
 fn insert_request(conn: &Connection, r: &CaRequest) -> Result<bool, StoreError> {
     let added = conn
         .execute(
-            "INSERT INTO ca_requests (certname, csr_pem, fingerprint, received_at, reason, message) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (certname) DO NOTHING",
-            params![r.certname, r.csr_pem, r.fingerprint, r.received_at, r.reason, r.message],
+            INSERT_REQUEST,
+            params![
+                r.certname,
+                r.csr_pem,
+                r.fingerprint,
+                r.received_at,
+                r.reason,
+                r.message
+            ],
         )
         .map_err(unavailable)?;
     Ok(added == 1)
@@ -120,18 +96,24 @@ impl CaStore for SqliteStore {
             conn.prepare_cached(&format!(
                 "SELECT {REQUEST_COLUMNS} FROM ca_requests WHERE certname = ?1"
             ))
-            .and_then(|mut stmt| stmt.query_row([certname], request_from_row).optional())
-            .map_err(unavailable)
+            .and_then(|mut stmt| {
+                stmt.query_row([certname], |r| Ok(request_from_row(r)))
+                    .optional()
+            })
+            .map_err(unavailable)?
+            .transpose()
         })
     }
 
     async fn ca_requests(&self) -> Result<Vec<CaRequest>, StoreError> {
         self.read(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {REQUEST_COLUMNS} FROM ca_requests ORDER BY certname"
-            ))
-            .and_then(|mut stmt| stmt.query_map([], request_from_row)?.collect())
-            .map_err(unavailable)
+            let rows: Vec<Result<CaRequest, StoreError>> = conn
+                .prepare_cached(&format!(
+                    "SELECT {REQUEST_COLUMNS} FROM ca_requests ORDER BY certname"
+                ))
+                .and_then(|mut stmt| stmt.query_map([], |r| Ok(request_from_row(r)))?.collect())
+                .map_err(unavailable)?;
+            rows.into_iter().collect()
         })
     }
 
@@ -176,7 +158,7 @@ impl CaStore for SqliteStore {
             conn.prepare_cached(&format!(
                 "SELECT {CERT_COLUMNS} FROM ca_certificates WHERE certname = ?1 AND cleaned_at IS NULL ORDER BY serial DESC LIMIT 1"
             ))
-            .and_then(|mut stmt| stmt.query_row([certname], cert_from_row).optional())
+            .and_then(|mut stmt| stmt.query_row([certname], |r| Ok(cert_from_row(r))).optional())
             .map_err(unavailable)?
             .transpose()
         })
@@ -190,7 +172,7 @@ impl CaStore for SqliteStore {
                      AND serial = (SELECT MAX(serial) FROM ca_certificates d WHERE d.certname = c.certname AND d.cleaned_at IS NULL) \
                      ORDER BY certname"
                 ))
-                .and_then(|mut stmt| stmt.query_map([], cert_from_row)?.collect())
+                .and_then(|mut stmt| stmt.query_map([], |r| Ok(cert_from_row(r)))?.collect())
                 .map_err(unavailable)?;
             rows.into_iter().collect()
         })
@@ -255,22 +237,15 @@ impl CaStore for SqliteStore {
 
     async fn ca_status_rows(&self) -> Result<Vec<StatusRow>, StoreError> {
         self.read(|conn| {
-            conn.prepare_cached(
-                "SELECT certname, status_json, revoked_at IS NOT NULL FROM ca_certificates c WHERE cleaned_at IS NULL \
-                 AND serial = (SELECT MAX(serial) FROM ca_certificates d WHERE d.certname = c.certname AND d.cleaned_at IS NULL) \
-                 ORDER BY certname",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_map([], |r| {
-                    Ok(StatusRow {
-                        certname: r.get(0)?,
-                        status_json: r.get(1)?,
-                        revoked: r.get(2)?,
-                    })
-                })?
-                .collect()
-            })
-            .map_err(unavailable)
+            let rows: Vec<Result<StatusRow, StoreError>> = conn
+                .prepare_cached(
+                    "SELECT certname, status_json, revoked_at IS NOT NULL FROM ca_certificates c WHERE cleaned_at IS NULL \
+                     AND serial = (SELECT MAX(serial) FROM ca_certificates d WHERE d.certname = c.certname AND d.cleaned_at IS NULL) \
+                     ORDER BY certname",
+                )
+                .and_then(|mut stmt| stmt.query_map([], |r| Ok(status_from_row(r)))?.collect())
+                .map_err(unavailable)?;
+            rows.into_iter().collect()
         })
     }
 
@@ -341,15 +316,13 @@ impl CaStore for SqliteStore {
 
     async fn ca_revocations(&self) -> Result<Vec<Revocation>, StoreError> {
         self.read(|conn| {
-            let rows: Vec<(i64, i64, Option<u8>)> = conn
+            let rows: Vec<Result<Revocation, StoreError>> = conn
                 .prepare_cached(
                     "SELECT serial, revoked_at, revocation_reason FROM ca_certificates WHERE revoked_at IS NOT NULL ORDER BY serial",
                 )
-                .and_then(|mut stmt| stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
+                .and_then(|mut stmt| stmt.query_map([], |r| Ok(revocation_from_row(r)))?.collect())
                 .map_err(unavailable)?;
-            rows.into_iter()
-                .map(|(serial, revoked_at, reason)| Ok(Revocation { serial: from_i64(serial)?, revoked_at, reason }))
-                .collect()
+            rows.into_iter().collect()
         })
     }
 
@@ -424,13 +397,9 @@ fn read_ca_identity(conn: &Connection) -> Result<Option<CaIdentity>, StoreError>
     conn.query_row(
         "SELECT fingerprint, subject FROM ca_identity WHERE id = 1",
         [],
-        |r| {
-            Ok(CaIdentity {
-                fingerprint: r.get(0)?,
-                subject: r.get(1)?,
-            })
-        },
+        |r| Ok(ca_identity_from_row(r)),
     )
     .optional()
-    .map_err(unavailable)
+    .map_err(unavailable)?
+    .transpose()
 }

@@ -3,12 +3,12 @@
 
 use async_trait::async_trait;
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, Row};
+use rusqlite::{params, params_from_iter, Connection};
 
 use super::{corrupt, unavailable, SqliteStore};
 use crate::domain::event::{EventFilter, EventRecord, NewEvent};
-use crate::store::{from_i64, parse_json, Delivery, EventStore, StoreError};
-use crate::timefmt;
+use crate::store::sql::{event_from_row, events_query, Arg, EVENT_COLUMNS};
+use crate::store::{from_i64, Delivery, EventStore, StoreError};
 
 pub(super) fn insert_event(conn: &Connection, e: &NewEvent) -> Result<i64, StoreError> {
     let id = insert_event_row(conn, e)?;
@@ -49,31 +49,6 @@ fn insert_event_row(conn: &Connection, e: &NewEvent) -> Result<i64, StoreError> 
     .map_err(unavailable)
 }
 
-const EVENT_COLUMNS: &str =
-    "id, at, kind, certname, decision, reason, message, csr_fingerprint, token_id, actor, request_id, details";
-
-fn event_from_row(r: &Row<'_>) -> rusqlite::Result<(EventRecord, Option<String>)> {
-    let at: i64 = r.get(1)?;
-    Ok((
-        EventRecord {
-            id: r.get(0)?,
-            at,
-            time: timefmt::rfc3339(at),
-            kind: r.get(2)?,
-            certname: r.get(3)?,
-            decision: r.get(4)?,
-            reason: r.get(5)?,
-            message: r.get(6)?,
-            csr_fingerprint: r.get(7)?,
-            token_id: r.get(8)?,
-            actor: r.get(9)?,
-            request_id: r.get(10)?,
-            details: None,
-        },
-        r.get(11)?,
-    ))
-}
-
 #[async_trait]
 impl EventStore for SqliteStore {
     async fn record_event(&self, event: NewEvent) -> Result<i64, StoreError> {
@@ -81,54 +56,20 @@ impl EventStore for SqliteStore {
     }
 
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
-        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE 1 = 1");
-        let mut args: Vec<Value> = Vec::new();
-        let mut add = |column: &str, value: Value, args: &mut Vec<Value>| {
-            args.push(value);
-            sql.push_str(&format!(" AND {column} ?{}", args.len()));
-        };
-        if let Some(certname) = &filter.certname {
-            add("certname =", Value::Text(certname.clone()), &mut args);
-        }
-        if let Some(kind) = &filter.kind {
-            add("kind =", Value::Text(kind.clone()), &mut args);
-        }
-        if let Some(decision) = filter.decision {
-            add(
-                "decision =",
-                Value::Text(decision.as_str().into()),
-                &mut args,
-            );
-        }
-        if let Some(before) = filter.before_id {
-            add("id <", Value::Integer(before), &mut args);
-        }
-        if let Some(after) = filter.after_id {
-            add("id >", Value::Integer(after), &mut args);
-        }
-        if let Some(since) = filter.since {
-            add("at >=", Value::Integer(since), &mut args);
-        }
-        if let Some(until) = filter.until {
-            add("at <=", Value::Integer(until), &mut args);
-        }
-        args.push(Value::Integer(i64::from(filter.limit.clamp(1, 1000))));
-        let order = if filter.ascending { "ASC" } else { "DESC" };
-        sql.push_str(&format!(" ORDER BY id {order} LIMIT ?{}", args.len()));
+        let (sql, args) = events_query(filter);
+        let args = args.into_iter().map(|arg| match arg {
+            Arg::Text(text) => Value::Text(text),
+            Arg::Int(n) => Value::Integer(n),
+        });
         self.read(|conn| {
-            let rows: Vec<(EventRecord, Option<String>)> = conn
+            let rows: Vec<Result<EventRecord, StoreError>> = conn
                 .prepare_cached(&sql)
                 .and_then(|mut stmt| {
-                    stmt.query_map(params_from_iter(args), event_from_row)?
+                    stmt.query_map(params_from_iter(args), |r| Ok(event_from_row(r)))?
                         .collect()
                 })
                 .map_err(corrupt)?;
-            rows.into_iter()
-                .map(|(mut event, details)| {
-                    event.details = parse_json(details)?;
-                    Ok(event)
-                })
-                .collect()
+            rows.into_iter().collect()
         })
     }
 
@@ -182,13 +123,9 @@ impl EventStore for SqliteStore {
         let mut out = Vec::with_capacity(rows.len());
         for (id, target, idempotency_key, attempts, event_id) in rows {
             let event = self.read(|conn| {
-                let row = conn
-                    .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"))
-                    .and_then(|mut stmt| stmt.query_row([event_id], event_from_row))
-                    .map_err(unavailable)?;
-                let (mut event, details) = row;
-                event.details = parse_json(details)?;
-                Ok(event)
+                conn.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"))
+                    .and_then(|mut stmt| stmt.query_row([event_id], |r| Ok(event_from_row(r))))
+                    .map_err(unavailable)?
             })?;
             out.push(Delivery {
                 id,

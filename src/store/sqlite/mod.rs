@@ -18,8 +18,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OpenFlags};
+use rusqlite::types::FromSql;
+use rusqlite::{params, Connection, OpenFlags, Row};
 
+use super::sql::SqlRow;
 use super::{AdminStore, StoreError};
 use crate::timefmt;
 
@@ -52,6 +54,32 @@ fn unavailable(e: rusqlite::Error) -> StoreError {
 
 fn corrupt(e: rusqlite::Error) -> StoreError {
     StoreError::Corrupt(e.to_string())
+}
+
+fn column<T: FromSql>(r: &Row<'_>, index: usize) -> Result<T, StoreError> {
+    r.get(index).map_err(corrupt)
+}
+
+impl SqlRow for Row<'_> {
+    fn int(&self, index: usize) -> Result<i64, StoreError> {
+        column(self, index)
+    }
+
+    fn opt_int(&self, index: usize) -> Result<Option<i64>, StoreError> {
+        column(self, index)
+    }
+
+    fn text(&self, index: usize) -> Result<String, StoreError> {
+        column(self, index)
+    }
+
+    fn opt_text(&self, index: usize) -> Result<Option<String>, StoreError> {
+        column(self, index)
+    }
+
+    fn boolean(&self, index: usize) -> Result<bool, StoreError> {
+        column(self, index)
+    }
 }
 
 fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {

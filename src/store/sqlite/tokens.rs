@@ -2,71 +2,14 @@
 
 use async_trait::async_trait;
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, OptionalExtension, Row};
+use rusqlite::{params, params_from_iter, OptionalExtension};
 
 use super::events::insert_event;
 use super::{unavailable, SqliteStore};
 use crate::domain::event::{kind, NewEvent};
 use crate::domain::token::{TokenHash, TokenRecord, TokenRequest};
-use crate::store::{
-    alt_names_json, from_i64, parse_alt_names, parse_json, StoreError, TokenSelector, TokenStore,
-};
-
-const TOKEN_COLUMNS: &str =
-    "id, certname, alt_names, metadata, created_at, expires_at, used_at, revoked_at, created_by";
-
-/// Raw columns, read inside rusqlite's row callback; parsed afterwards so JSON errors
-/// surface as `Corrupt`.
-type TokenRow = (
-    i64,
-    String,
-    String,
-    Option<String>,
-    i64,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    String,
-);
-
-fn token_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-    ))
-}
-
-fn token_from_row(row: TokenRow) -> Result<TokenRecord, StoreError> {
-    let (
-        id,
-        certname,
-        alt_names,
-        metadata,
-        created_at,
-        expires_at,
-        used_at,
-        revoked_at,
-        created_by,
-    ) = row;
-    Ok(TokenRecord {
-        id,
-        certname,
-        alt_names: parse_alt_names(&alt_names)?,
-        metadata: parse_json(metadata)?,
-        created_at,
-        expires_at,
-        used_at,
-        revoked_at,
-        created_by,
-    })
-}
+use crate::store::sql::{token_from_row, TOKEN_COLUMNS};
+use crate::store::{alt_names_json, from_i64, StoreError, TokenSelector, TokenStore};
 
 #[async_trait]
 impl TokenStore for SqliteStore {
@@ -108,11 +51,11 @@ impl TokenStore for SqliteStore {
                 .and_then(|mut stmt| {
                     stmt.query_row(
                         params![hash, certname, alt_names, metadata, now, expires_at, event.actor],
-                        token_row,
+                        |r| Ok(token_from_row(r)),
                     )
                 })
                 .map_err(unavailable)?;
-            let record = token_from_row(row)?;
+            let record = row?;
             insert_event(conn, &NewEvent { token_id: Some(record.id), ..event })?;
             Ok(record)
         })
@@ -125,9 +68,12 @@ impl TokenStore for SqliteStore {
                 .prepare_cached(&format!(
                     "SELECT {TOKEN_COLUMNS} FROM build_tokens WHERE token_hash = ?1"
                 ))
-                .and_then(|mut stmt| stmt.query_row([hash.as_str()], token_row).optional())
+                .and_then(|mut stmt| {
+                    stmt.query_row([hash.as_str()], |r| Ok(token_from_row(r)))
+                        .optional()
+                })
                 .map_err(unavailable)?;
-            row.map(token_from_row).transpose()
+            row.transpose()
         })
     }
 
@@ -151,11 +97,14 @@ impl TokenStore for SqliteStore {
         }
         sql.push_str(" ORDER BY id DESC");
         self.read(|conn| {
-            let rows: Vec<TokenRow> = conn
+            let rows: Vec<Result<TokenRecord, StoreError>> = conn
                 .prepare_cached(&sql)
-                .and_then(|mut stmt| stmt.query_map(params_from_iter(args), token_row)?.collect())
+                .and_then(|mut stmt| {
+                    stmt.query_map(params_from_iter(args), |r| Ok(token_from_row(r)))?
+                        .collect()
+                })
                 .map_err(unavailable)?;
-            rows.into_iter().map(token_from_row).collect()
+            rows.into_iter().collect()
         })
     }
 
