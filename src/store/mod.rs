@@ -1,9 +1,13 @@
-//! Persistence behind one trait in domain verbs, so the decision code never sees SQL.
-//! `sqlite` is the embedded default; other backends implement the same trait.
+//! Persistence behind small traits in domain verbs, one per aggregate (tokens, the
+//! allow-list, events and their webhook outbox, the CA's state, whole-database admin), so
+//! the decision code never sees SQL. `Store` is all of them together: what a backend
+//! implements and what the rest of the code holds as `Arc<dyn Store>`. `sqlite` is the
+//! embedded default; `postgres` serves replicas sharing one database.
 
 pub mod migrate;
 pub mod postgres;
 pub mod scratch;
+mod sql;
 pub mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -152,8 +156,9 @@ pub(crate) fn from_i64(v: i64) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative value {v}")))
 }
 
+/// Build tokens: issued by hash, consumed once, revoked, swept when they expire.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait TokenStore: Send + Sync {
     /// Store a new token (by hash) and its `token_issued` event in one transaction.
     /// Earlier live tokens of the same certname are revoked in the same transaction: a
     /// host being (re)built has exactly one valid token.
@@ -193,6 +198,17 @@ pub trait Store: Send + Sync {
         event: NewEvent,
     ) -> Result<Option<i64>, StoreError>;
 
+    /// Record a `token_expired` event for every token that expired unused since the last
+    /// sweep. Returns how many.
+    async fn record_expired_tokens(&self, now: i64, actor: String) -> Result<u64, StoreError>;
+
+    /// Live (usable) tokens now.
+    async fn live_token_count(&self, now: i64) -> Result<u64, StoreError>;
+}
+
+/// The allow-list of certname patterns.
+#[async_trait]
+pub trait AllowListStore: Send + Sync {
     /// Add an entry with its event; `false` if the pattern was already there.
     async fn add_allow_entry(
         &self,
@@ -204,12 +220,55 @@ pub trait Store: Send + Sync {
     async fn remove_allow_entry(&self, pattern: &str, event: NewEvent) -> Result<bool, StoreError>;
 
     async fn list_allow_entries(&self) -> Result<Vec<AllowRecord>, StoreError>;
+}
 
+/// The event log and the webhook outbox filled from it.
+#[async_trait]
+pub trait EventStore: Send + Sync {
     /// Append an event; returns its id.
     async fn record_event(&self, event: NewEvent) -> Result<i64, StoreError>;
 
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError>;
 
+    /// Which webhook targets want which event kinds ("*" = all). Every event recorded
+    /// afterwards gets one outbox row per matching target, in its own transaction.
+    async fn set_webhook_targets(
+        &self,
+        targets: Vec<(String, Vec<String>)>,
+    ) -> Result<(), StoreError>;
+
+    /// Take up to `limit` due deliveries for `lease` seconds (no other worker gets them
+    /// meanwhile).
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        limit: u32,
+        lease: i64,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    async fn delivery_done(&self, id: i64, now: i64) -> Result<(), StoreError>;
+
+    async fn delivery_failed(
+        &self,
+        id: i64,
+        next_attempt_at: i64,
+        error: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Deliveries not yet taken by their receiver.
+    async fn webhook_backlog(&self) -> Result<u64, StoreError>;
+
+    /// Rejected decisions for `certname` at or after `since`.
+    async fn count_rejections(&self, certname: &str, since: i64) -> Result<u64, StoreError>;
+
+    /// Whether an event of `kind` exists for `certname` at or after `since`.
+    async fn has_event(&self, certname: &str, kind: &str, since: i64) -> Result<bool, StoreError>;
+}
+
+/// The CA's state: serials, pending requests, certificates, revocations, the CRL and
+/// which CA the state belongs to.
+#[async_trait]
+pub trait CaStore: Send + Sync {
     /// Allocate the next certificate serial; never returns the same value twice, also
     /// across crashes and replicas.
     async fn next_serial(&self) -> Result<u64, StoreError>;
@@ -281,50 +340,6 @@ pub trait Store: Send + Sync {
     /// certnames that had a certificate.
     async fn ca_reset(&self, event: NewEvent) -> Result<Vec<String>, StoreError>;
 
-    /// Which webhook targets want which event kinds ("*" = all). Every event recorded
-    /// afterwards gets one outbox row per matching target, in its own transaction.
-    async fn set_webhook_targets(
-        &self,
-        targets: Vec<(String, Vec<String>)>,
-    ) -> Result<(), StoreError>;
-
-    /// Take up to `limit` due deliveries for `lease` seconds (no other worker gets them
-    /// meanwhile).
-    async fn claim_deliveries(
-        &self,
-        now: i64,
-        limit: u32,
-        lease: i64,
-    ) -> Result<Vec<Delivery>, StoreError>;
-
-    async fn delivery_done(&self, id: i64, now: i64) -> Result<(), StoreError>;
-
-    async fn delivery_failed(
-        &self,
-        id: i64,
-        next_attempt_at: i64,
-        error: &str,
-    ) -> Result<(), StoreError>;
-
-    /// Deliveries not yet taken by their receiver.
-    async fn webhook_backlog(&self) -> Result<u64, StoreError>;
-
-    /// Record a `token_expired` event for every token that expired unused since the last
-    /// sweep. Returns how many.
-    async fn record_expired_tokens(&self, now: i64, actor: String) -> Result<u64, StoreError>;
-
-    /// Rejected decisions for `certname` at or after `since`.
-    async fn count_rejections(&self, certname: &str, since: i64) -> Result<u64, StoreError>;
-
-    /// Whether an event of `kind` exists for `certname` at or after `since`.
-    async fn has_event(&self, certname: &str, kind: &str, since: i64) -> Result<bool, StoreError>;
-
-    /// Live (usable) tokens now.
-    async fn live_token_count(&self, now: i64) -> Result<u64, StoreError>;
-
-    /// A consistent copy of the whole database at `path` (a new file).
-    async fn backup_to(&self, path: &std::path::Path) -> Result<(), StoreError>;
-
     /// Every revocation, for the CRL.
     async fn ca_revocations(&self) -> Result<Vec<Revocation>, StoreError>;
 
@@ -349,17 +364,37 @@ pub trait Store: Send + Sync {
     ) -> Result<CaIdentity, StoreError>;
 }
 
+/// Whole-database operations for the operator.
+#[async_trait]
+pub trait AdminStore: Send + Sync {
+    /// A consistent copy of the whole database at `path` (a new file).
+    async fn backup_to(&self, path: &std::path::Path) -> Result<(), StoreError>;
+}
+
+/// Everything a backend stores, by aggregate; the rest of the code holds an
+/// `Arc<dyn Store>` and calls the verbs of the aggregate traits (on a concrete backend,
+/// the aggregate trait must be in scope).
+pub trait Store:
+    TokenStore + AllowListStore + EventStore + CaStore + AdminStore + Send + Sync
+{
+}
+
+impl<T> Store for T where
+    T: TokenStore + AllowListStore + EventStore + CaStore + AdminStore + Send + Sync
+{
+}
+
 /// The decision pipeline's port, served by whichever backend is configured.
 #[async_trait]
 impl DecisionStore for dyn Store {
     type Error = StoreError;
 
     async fn find_token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
-        Store::find_token(self, hash).await
+        TokenStore::find_token(self, hash).await
     }
 
     async fn allow_entries(&self) -> Result<Vec<AllowRecord>, StoreError> {
-        self.list_allow_entries().await
+        AllowListStore::list_allow_entries(self).await
     }
 
     async fn consume_token(
@@ -368,11 +403,11 @@ impl DecisionStore for dyn Store {
         now: i64,
         event: NewEvent,
     ) -> Result<Option<i64>, StoreError> {
-        Store::consume_token(self, token_id, now, event).await
+        TokenStore::consume_token(self, token_id, now, event).await
     }
 
     async fn record_event(&self, event: NewEvent) -> Result<i64, StoreError> {
-        Store::record_event(self, event).await
+        EventStore::record_event(self, event).await
     }
 
     async fn revoke_token(

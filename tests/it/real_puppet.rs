@@ -9,7 +9,7 @@ use crate::support::*;
 use autosign_proxy::domain::certname::Certname;
 use autosign_proxy::domain::event::{kind, Actor, EventFilter, NewEvent};
 use autosign_proxy::domain::token::{TokenHash, TokenRequest};
-use autosign_proxy::store::Store;
+use autosign_proxy::store::{EventStore, TokenStore};
 
 fn token_yaml(token: &str) -> String {
     format!("custom_attributes:\n  1.2.840.113549.1.9.7: \"{token}\"\n")

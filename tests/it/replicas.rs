@@ -14,7 +14,7 @@ use autosign_proxy::domain::decision::Verdict;
 use autosign_proxy::domain::event::EventFilter;
 use autosign_proxy::store::postgres::PostgresStore;
 use autosign_proxy::store::scratch::ScratchDatabase;
-use autosign_proxy::store::Store;
+use autosign_proxy::store::EventStore;
 
 use crate::cli::{spawn_serve, Served};
 use crate::support::*;

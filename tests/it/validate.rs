@@ -5,7 +5,7 @@ use crate::support::*;
 use autosign_proxy::domain::certname::Certname;
 use autosign_proxy::domain::event::{kind, Actor, EventFilter, NewEvent};
 use autosign_proxy::domain::token::{TokenHash, TokenRequest};
-use autosign_proxy::store::Store;
+use autosign_proxy::store::{EventStore, TokenStore};
 
 fn reason(resp: &autosign_policy::Response) -> String {
     json(resp)["reason"].as_str().unwrap_or("").to_string()
