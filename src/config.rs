@@ -154,6 +154,10 @@ pub struct TlsConfig {
     /// Extra CA bundles whose client certificates are accepted (e.g. the puppetserver CA
     /// that issued Foreman's and puppetserver's certificates).
     pub client_ca: Vec<PathBuf>,
+    /// CRL files (PEM, one or more CRLs each) of the `client_ca` issuers: their client
+    /// certificates are checked against them, and a file that changes is reloaded within
+    /// a second.
+    pub client_crl: Vec<PathBuf>,
     /// Extra DNS names and IP addresses for the generated service certificate.
     pub server_names: Vec<String>,
 }

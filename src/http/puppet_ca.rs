@@ -419,7 +419,10 @@ async fn renewal(
     state: web::Data<HttpState>,
 ) -> Result<HttpResponse, PlainError> {
     let actor = Actor::new(id.common_name.clone(), request_id(&req));
-    let cert = state.authority.renew(&id.common_name, &actor).await?;
+    let cert = state
+        .authority
+        .renew(&id.common_name, &id.fingerprint, &actor)
+        .await?;
     Ok(text(cert.cert_pem))
 }
 

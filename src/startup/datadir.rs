@@ -410,7 +410,7 @@ async fn issue_local_cert(
         ))
         .details(serde_json::json!({ "serial": serial, "fingerprint": cert.fingerprint }));
     store
-        .ca_add_certificate(&cert, cert_status_json(&cert), event)
+        .ca_add_certificate(&cert, cert_status_json(&cert), true, event)
         .await
         .map_err(|e| err(&format!("recording the certificate of {cn}"), e))?;
     write_file(key_path, key_pem.as_bytes(), 0o600)?;

@@ -390,6 +390,7 @@ async fn a_revocation_is_recorded_once_and_listed(f: Fixture) {
         .ca_add_certificate(
             &certificate(7, "web.example.com"),
             Some("{}".into()),
+            false,
             event(1000),
         )
         .await
@@ -451,7 +452,7 @@ async fn the_current_certificate_is_the_newest(f: Fixture) {
         (9, "b.example.com"),
     ] {
         store
-            .ca_add_certificate(&certificate(serial, name), None, event(1000))
+            .ca_add_certificate(&certificate(serial, name), None, true, event(1000))
             .await
             .unwrap();
     }
@@ -490,7 +491,7 @@ async fn the_current_certificate_is_the_newest(f: Fixture) {
         Some(request.clone())
     );
     store
-        .ca_add_certificate(&certificate(11, "c.example.com"), None, event(1000))
+        .ca_add_certificate(&certificate(11, "c.example.com"), None, false, event(1000))
         .await
         .unwrap();
     assert!(
@@ -518,7 +519,7 @@ async fn the_ca_identity_is_claimed_once_and_cleared_by_a_reset(f: Fixture) {
         "the first claim holds"
     );
     f.store
-        .ca_add_certificate(&certificate(2, "x.example.com"), None, event(1000))
+        .ca_add_certificate(&certificate(2, "x.example.com"), None, false, event(1000))
         .await
         .unwrap();
     let reset = NewEvent::new(1002, "ca_regenerated", &Actor::new("t", None));
@@ -531,11 +532,16 @@ on_both!(an_import_over_foreign_state_writes_nothing);
 async fn an_import_over_foreign_state_writes_nothing(f: Fixture) {
     let store = f.store.as_ref();
     store
-        .ca_add_certificate(&certificate(2, "own.example.com"), None, event(1000))
+        .ca_add_certificate(&certificate(2, "own.example.com"), None, false, event(1000))
         .await
         .unwrap();
     store
-        .ca_add_certificate(&certificate(3, "agent.example.com"), None, event(1000))
+        .ca_add_certificate(
+            &certificate(3, "agent.example.com"),
+            None,
+            false,
+            event(1000),
+        )
         .await
         .unwrap();
     let import = CaImport {
@@ -801,6 +807,7 @@ fn sqlite_state_migrates_to_postgres_and_back() {
             .ca_add_certificate(
                 &certificate(serial, "used.example.com"),
                 Some("{\"s\":1}".into()),
+                false,
                 event(1002),
             )
             .await
@@ -899,4 +906,80 @@ fn sqlite_state_migrates_to_postgres_and_back() {
             "never overwrites a file"
         );
     });
+}
+
+on_both!(a_name_holds_one_live_certificate_whoever_inserts);
+async fn a_name_holds_one_live_certificate_whoever_inserts(f: Fixture) {
+    // 32 certificates for one name, at once, through two stores (two replicas): the
+    // database keeps one; the others are refused with puppetserver's message.
+    let other = f.another().await;
+    let store = f.store.as_ref();
+    let attempts = (0..32u64).map(|i| {
+        let s: &dyn Store = if i % 2 == 0 { store } else { other.as_ref() };
+        async move {
+            s.ca_add_certificate(
+                &certificate(100 + i, "twin.example.com"),
+                None,
+                false,
+                event(1000),
+            )
+            .await
+        }
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| matches!(
+        e,
+        StoreError::Conflict(m) if m == "twin.example.com already has a signed certificate; ignoring certificate request"
+    )));
+    let live: Vec<_> = store
+        .ca_certificates()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.certname == "twin.example.com")
+        .collect();
+    assert_eq!(live.len(), 1);
+
+    // A replacement supersedes; revoking the name revokes both.
+    store
+        .ca_add_certificate(
+            &certificate(200, "twin.example.com"),
+            None,
+            true,
+            event(1001),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .ca_certificate("twin.example.com")
+            .await
+            .unwrap()
+            .map(|c| c.serial),
+        Some(200)
+    );
+    let before = store.ca_revocation_count().await.unwrap();
+    assert_eq!(
+        store
+            .ca_revoke("twin.example.com", 1100, 1, event(1100))
+            .await
+            .unwrap(),
+        Some(200)
+    );
+    assert_eq!(store.ca_revocation_count().await.unwrap(), before + 2);
+    // Revoked, a new certificate for the name may be issued again.
+    store
+        .ca_add_certificate(
+            &certificate(300, "twin.example.com"),
+            None,
+            false,
+            event(1200),
+        )
+        .await
+        .unwrap();
 }

@@ -71,7 +71,19 @@ impl Authority {
         };
         let (reason, message) = match verdict {
             Ok(checked) => {
-                self.issue(&checked, None, actor, "autosigned").await?;
+                self.issue(
+                    &checked,
+                    None,
+                    self.settings.allow_duplicate_certs,
+                    actor,
+                    "autosigned",
+                )
+                .await
+                .map_err(|e| match e {
+                    // Another request for the name won: puppetserver's 400.
+                    AppError::Store(crate::store::StoreError::Conflict(m)) => AppError::Invalid(m),
+                    e => e,
+                })?;
                 return Ok(());
             }
             Err((reason, _)) if reason.is_empty() => (None, None),

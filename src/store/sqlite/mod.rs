@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0003_status_cache.sql"),
     include_str!("../../../migrations/sqlite/0004_outbox.sql"),
     include_str!("../../../migrations/sqlite/0005_ca_identity.sql"),
+    include_str!("../../../migrations/sqlite/0006_one_live_certificate.sql"),
 ];
 /// Most jobs one commit carries: bounds how long the first of them waits.
 const MAX_BATCH: usize = 256;
