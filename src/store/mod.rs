@@ -378,6 +378,10 @@ pub trait CaStore: Send + Sync {
 pub trait AdminStore: Send + Sync {
     /// A consistent copy of the whole database at `path` (a new file).
     async fn backup_to(&self, path: &std::path::Path) -> Result<(), StoreError>;
+
+    /// Whether the store can still record decisions: `Err` when it cannot (a writer that
+    /// died, a database that does not answer). Health checks report this.
+    async fn health(&self) -> Result<(), StoreError>;
 }
 
 /// Everything a backend stores, by aggregate; the rest of the code holds an

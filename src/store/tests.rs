@@ -983,3 +983,135 @@ async fn a_name_holds_one_live_certificate_whoever_inserts(f: Fixture) {
         .await
         .unwrap();
 }
+
+#[test]
+fn sqlite_on_a_full_disk_keeps_what_it_acknowledged_and_nothing_else() {
+    run(Backend::Sqlite, "full-disk", |f| async move {
+        let sqlite = SqliteStore::open(&f.sqlite_path).await.unwrap();
+        sqlite.limit_pages(40).await.unwrap();
+        let sqlite = Arc::new(sqlite);
+        // Concurrent writers (so batches hold several jobs) until the disk is full.
+        let padding = "x".repeat(3000);
+        let mut attempts = Vec::new();
+        for round in 0..20 {
+            let writes = (0..16).map(|i| {
+                let store = sqlite.clone();
+                let message = format!("event {round}-{i} {padding}");
+                async move {
+                    let e = NewEvent::new(1000, kind::TOKEN_ISSUED, &Actor::new("t", None))
+                        .certname(format!("h{round}-{i}.example.com"))
+                        .message(message);
+                    (
+                        format!("h{round}-{i}.example.com"),
+                        store.record_event(e).await,
+                    )
+                }
+            });
+            attempts.extend(futures_util::future::join_all(writes).await);
+        }
+        let acknowledged: Vec<&String> = attempts
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(n, _)| n)
+            .collect();
+        let refused: Vec<&String> = attempts
+            .iter()
+            .filter(|(_, r)| r.is_err())
+            .map(|(n, _)| n)
+            .collect();
+        assert!(!acknowledged.is_empty(), "some writes fit");
+        assert!(!refused.is_empty(), "the disk filled up");
+        // Reopen without the limit: exactly the acknowledged events are there.
+        drop(sqlite);
+        let reopened = SqliteStore::open(&f.sqlite_path).await.unwrap();
+        let stored: std::collections::HashSet<String> = reopened
+            .list_events(&EventFilter {
+                kind: Some(kind::TOKEN_ISSUED.into()),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| e.certname)
+            .collect();
+        for name in &acknowledged {
+            assert!(stored.contains(*name), "acknowledged but lost: {name}");
+        }
+        for name in &refused {
+            assert!(!stored.contains(*name), "refused but kept: {name}");
+        }
+        // The store still works once there is room.
+        reopened.record_event(event(2000)).await.unwrap();
+        reopened.health().await.unwrap();
+    });
+}
+
+#[test]
+fn sqlite_fails_a_whole_batch_that_sqlite_rolled_back() {
+    // SQLite rolls a transaction back by itself after some errors. A job doing exactly
+    // that in the middle of a batch: the jobs before it lost their changes and the jobs
+    // after it must not run in autocommit; every caller hears the truth.
+    run(Backend::Sqlite, "rolled-back", |f| async move {
+        let sqlite = Arc::new(SqliteStore::open(&f.sqlite_path).await.unwrap());
+        // Hold the writer so the next jobs queue up into one batch.
+        let slow = {
+            let s = sqlite.clone();
+            tokio::spawn(async move {
+                s.write_job(|_| {
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    Ok(())
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let write = |name: &'static str| {
+            let s = sqlite.clone();
+            tokio::spawn(async move {
+                let e =
+                    NewEvent::new(1000, kind::TOKEN_ISSUED, &Actor::new("t", None)).certname(name);
+                (name, s.record_event(e).await.is_ok())
+            })
+        };
+        let before = write("before.example.com");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let rollback = {
+            let s = sqlite.clone();
+            tokio::spawn(async move {
+                s.write_job(|conn| {
+                    conn.execute_batch("ROLLBACK")
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let after = write("after.example.com");
+        slow.await.unwrap().unwrap();
+        assert!(rollback.await.unwrap().is_err());
+        let outcomes = [before.await.unwrap(), after.await.unwrap()];
+        let stored: std::collections::HashSet<String> = sqlite
+            .list_events(&EventFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| e.certname)
+            .collect();
+        for (name, acknowledged) in outcomes {
+            assert_eq!(
+                stored.contains(name),
+                acknowledged,
+                "{name}: acknowledged {acknowledged}, stored {}",
+                stored.contains(name)
+            );
+            assert!(!acknowledged, "{name}: the batch was rolled back as one");
+        }
+        // The writer goes on with the next batch.
+        sqlite.record_event(event(2000)).await.unwrap();
+        sqlite.health().await.unwrap();
+    });
+}

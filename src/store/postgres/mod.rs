@@ -376,6 +376,10 @@ impl PostgresStore {
 
 #[async_trait]
 impl AdminStore for PostgresStore {
+    async fn health(&self) -> Result<(), StoreError> {
+        crate::store::CaStore::ca_identity(self).await.map(|_| ())
+    }
+
     async fn backup_to(&self, path: &std::path::Path) -> Result<(), StoreError> {
         super::migrate::postgres_to_sqlite(self, path).await
     }
