@@ -187,6 +187,10 @@ pub struct CaConfig {
     pub admin_hosts: Vec<String>,
     /// Seconds an `exec:` autosign executable may take before the CSR is left pending.
     pub exec_timeout_seconds: u64,
+    /// Certificate requests one address may send without a client certificate per minute
+    /// (agents bootstrapping), in bursts of as many; more get 429 with Retry-After. 0: no
+    /// limit. Raise it for a fleet rebuilt at once behind one NAT address.
+    pub anonymous_requests_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -236,6 +240,7 @@ impl Default for CaConfig {
             allow_authorization_extensions: false,
             admin_hosts: Vec::new(),
             exec_timeout_seconds: 10,
+            anonymous_requests_per_minute: 120,
         }
     }
 }

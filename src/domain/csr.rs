@@ -343,6 +343,8 @@ pub fn read_extensions(seq: &Tlv<'_>) -> Result<Vec<CsrExtension>, DerError> {
         return Err(DerError("extensions are not a SEQUENCE"));
     }
     let mut out: Vec<CsrExtension> = Vec::new();
+    // Linear, not quadratic: a hostile 64 KiB request holds thousands of extensions.
+    let mut seen = std::collections::HashSet::new();
     let mut r = seq.reader();
     while !r.is_empty() {
         let ext = r.expect(der::SEQUENCE)?;
@@ -356,7 +358,7 @@ pub fn read_extensions(seq: &Tlv<'_>) -> Result<Vec<CsrExtension>, DerError> {
         er.finish()?;
         // Two values for one extension would let a policy check one and the signer copy
         // the other; RFC 5280 forbids it, so refuse rather than pick one.
-        if out.iter().any(|e| e.oid == oid) {
+        if !seen.insert(oid.clone()) {
             return Err(DerError("the same extension appears twice"));
         }
         out.push(CsrExtension {
@@ -449,6 +451,7 @@ impl Csr {
 
         let mut challenge = None;
         let mut extensions = Vec::new();
+        let mut extension_oids = std::collections::HashSet::new();
         let mut custom = Vec::new();
         let mut attrs = attributes.map(|a| a.reader()).unwrap_or(Reader::new(&[]));
         while !attrs.is_empty() {
@@ -476,7 +479,7 @@ impl Csr {
                     while !vr.is_empty() {
                         let seq = vr.read()?;
                         for ext in read_extensions(&seq)? {
-                            if extensions.iter().any(|e: &CsrExtension| e.oid == ext.oid) {
+                            if !extension_oids.insert(ext.oid.clone()) {
                                 return Err(CsrError::Malformed(format!(
                                     "extension {} is requested twice",
                                     ext.oid

@@ -875,3 +875,90 @@ fn hostile_strings_stay_on_their_log_line() {
         "a client's newline never starts a log line: {log}"
     );
 }
+
+#[test]
+fn anonymous_submissions_are_limited_per_address() {
+    let svc = Service::start_with("trust-limit", |c| {
+        c.ca.autosign = AutosignMode::Never;
+        c.ca.anonymous_requests_per_minute = 5;
+    });
+    let mut agent = svc.client_with(None);
+    for i in 0..5 {
+        let name = format!("flood{i}.example.com");
+        assert_eq!(put_csr(&mut agent, &name, &ec_csr(&name)).0, 200);
+    }
+    let resp = agent
+        .request(
+            "PUT",
+            "/puppet-ca/v1/certificate_request/flood5.example.com",
+            &[("Content-Type", "text/plain")],
+            &ec_csr("flood5.example.com"),
+        )
+        .unwrap();
+    assert_eq!(resp.status, 429, "{}", resp.text());
+    let retry: u64 = resp
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+        .map(|(_, v)| v.parse().unwrap())
+        .expect("Retry-After");
+    assert!((1..=12).contains(&retry), "{retry}");
+    // Nothing was stored for the refused one; an authenticated client is not limited.
+    let mut c = svc.client();
+    let resp = c
+        .request(
+            "GET",
+            "/puppet-ca/v1/certificate_request/flood5.example.com",
+            &[],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(resp.status, 404);
+    assert_eq!(
+        put_csr(&mut c, "flood6.example.com", &ec_csr("flood6.example.com")).0,
+        200
+    );
+}
+
+#[test]
+fn a_squatters_request_gives_way_to_the_host_with_its_token() {
+    let svc = Service::start("trust-squat");
+    let mut c = svc.client();
+    let name = "web42.example.com";
+    // Someone submits the predictable name first, without a token (or with a bogus one).
+    let mut squatter = svc.client_with(None);
+    let bogus = openssl_csr(
+        &CsrOpts::new(name)
+            .key(KeyType::EcP256)
+            .challenge("NotARealToken0000"),
+    );
+    assert_eq!(put_csr(&mut squatter, name, &bogus).0, 200);
+    assert_eq!(status(&mut c, name)["state"], "requested");
+    // The host arrives with the token Foreman made for it.
+    let token = foreman_token(&mut c, name);
+    let csr = openssl_csr(&CsrOpts::new(name).key(KeyType::Rsa2048).challenge(&token));
+    let mut host = svc.client_with(None);
+    let (code, body) = put_csr(&mut host, name, &csr);
+    assert_eq!(code, 200, "{body}");
+    let pem = certificate(&mut host, name).expect("the host got its certificate");
+    assert!(pem.contains("BEGIN CERTIFICATE"));
+    let events = json(
+        &c.request(
+            "GET",
+            "/api/v1/events?kind=certificate_request_replaced",
+            &[],
+            b"",
+        )
+        .unwrap(),
+    );
+    assert_eq!(events["events"].as_array().unwrap().len(), 1, "{events}");
+    // Without a live token nobody replaces anybody.
+    let other = "web43.example.com";
+    assert_eq!(put_csr(&mut squatter, other, &ec_csr(other)).0, 200);
+    let (code, body) = put_csr(&mut host, other, &openssl_csr(&CsrOpts::new(other)));
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("already has a requested certificate"),
+        "{body}"
+    );
+}
