@@ -962,3 +962,176 @@ fn a_squatters_request_gives_way_to_the_host_with_its_token() {
         "{body}"
     );
 }
+
+/// A CA of another PKI (say, the site's puppetserver CA) made with `openssl ca`, able to
+/// issue a client certificate, revoke it and write its CRL.
+struct ForeignCa {
+    dir: PathBuf,
+}
+
+impl ForeignCa {
+    fn new() -> ForeignCa {
+        let dir = temp_dir("foreign-ca");
+        std::fs::write(dir.join("index.txt"), "").unwrap();
+        std::fs::write(dir.join("serial"), "1000\n").unwrap();
+        std::fs::write(dir.join("crlnumber"), "1000\n").unwrap();
+        std::fs::write(
+            dir.join("ca.cnf"),
+            format!(
+                "[ca]\ndefault_ca = foreign\n[foreign]\ndir = {}\ndatabase = $dir/index.txt\nserial = $dir/serial\ncrlnumber = $dir/crlnumber\nnew_certs_dir = $dir\ncertificate = $dir/ca.pem\nprivate_key = $dir/ca.key\ndefault_md = sha256\ndefault_days = 30\ndefault_crl_days = 30\npolicy = any\ncopy_extensions = none\n[any]\ncommonName = supplied\n[client]\nbasicConstraints = CA:FALSE\nextendedKeyUsage = clientAuth\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let ok = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "30",
+                "-subj",
+                "/CN=Foreign Puppet CA",
+                "-keyout",
+            ])
+            .arg(dir.join("ca.key"))
+            .arg("-out")
+            .arg(dir.join("ca.pem"))
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let ca = ForeignCa { dir };
+        ca.write_crl();
+        ca
+    }
+
+    fn openssl_ca(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .arg("ca")
+            .arg("-config")
+            .arg(self.dir.join("ca.cnf"))
+            .args(["-batch"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A client certificate for `cn`: (cert, key).
+    fn issue(&self, cn: &str) -> (PathBuf, PathBuf) {
+        let key = self.dir.join(format!("{cn}.key"));
+        let csr = self.dir.join(format!("{cn}.csr"));
+        let cert = self.dir.join(format!("{cn}.pem"));
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                &format!("/CN={cn}"),
+                "-keyout",
+            ])
+            .arg(&key)
+            .arg("-out")
+            .arg(&csr)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.openssl_ca(&[
+            "-extensions",
+            "client",
+            "-in",
+            csr.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ]);
+        (cert, key)
+    }
+
+    fn revoke(&self, cert: &Path) {
+        self.openssl_ca(&["-revoke", cert.to_str().unwrap()]);
+        self.write_crl();
+    }
+
+    fn write_crl(&self) {
+        let tmp = self.dir.join("crl.tmp");
+        self.openssl_ca(&["-gencrl", "-out", tmp.to_str().unwrap()]);
+        std::fs::rename(&tmp, self.crl()).unwrap();
+    }
+
+    fn crl(&self) -> PathBuf {
+        self.dir.join("crl.pem")
+    }
+
+    fn cert(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+}
+
+#[test]
+fn client_certificates_of_other_cas_are_checked_against_their_crls() {
+    let foreign = ForeignCa::new();
+    let (cert, key) = foreign.issue("foreman.example.com");
+    let svc = Service::start_with("trust-client-crl", |c| {
+        c.trusted_hosts = vec!["foreman.example.com".into()];
+        c.tls.client_ca = vec![foreign.cert()];
+        c.tls.client_crl = vec![foreign.crl()];
+    });
+    let mut foreman = svc.client_with(Some((cert.clone(), key.clone())));
+    let path = "/puppet/ca/autosign";
+    assert_eq!(foreman.request("GET", path, &[], b"").unwrap().status, 200);
+    // The other CA revokes the certificate and rewrites its CRL file.
+    std::thread::sleep(Duration::from_millis(1100)); // a new mtime, to the second
+    foreign.revoke(&cert);
+    let revoked_at = Instant::now();
+    loop {
+        let resp = foreman.request("GET", path, &[], b"").unwrap();
+        if resp.status == 403 {
+            break;
+        }
+        assert_eq!(resp.status, 200);
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(3),
+            "the reloaded CRL is in force within a second or two"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A new connection is refused at the handshake or on its first request.
+    let files = autosign_policy::TlsFiles {
+        ca_file: svc.dir.ca_bundle(),
+        cert: Some(cert),
+        key: Some(key),
+    };
+    let refused = match Connection::connect(
+        &svc.url(),
+        autosign_policy::client_config(&files).unwrap(),
+        Duration::from_secs(5),
+    ) {
+        Err(_) => true,
+        Ok(mut conn) => conn
+            .request("GET", path, &[], b"")
+            .map(|r| r.status == 403)
+            .unwrap_or(true),
+    };
+    assert!(refused);
+}
