@@ -711,6 +711,23 @@ mod tests {
 
     const PP_UUID: &str = "1.3.6.1.4.1.34380.1.1.1";
 
+    #[test]
+    fn debug_never_shows_the_challenge_password() {
+        let dir = TempDir::new("csr-debug");
+        let cnf = config(&dir, "SecretBuildToken123", "nombstr");
+        let pem = openssl_csr(
+            &dir,
+            "debug",
+            &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            &["-config", &cnf],
+        );
+        let csr = Csr::parse(&pem).unwrap();
+        assert_eq!(csr.challenge_password().unwrap().0, "SecretBuildToken123");
+        let shown = format!("{csr:?} {csr:#?}");
+        assert!(!shown.contains("SecretBuildToken123"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+
     /// The subject comes from the config: openssl drops the attributes section with -subj.
     fn config(dir: &TempDir, password: &str, string_mask: &str) -> String {
         let path = dir.path.join(format!("req-{string_mask}.cnf"));

@@ -1135,3 +1135,35 @@ fn client_certificates_of_other_cas_are_checked_against_their_crls() {
     };
     assert!(refused);
 }
+
+#[test]
+fn hostile_if_modified_since_dates_are_ignored_not_overflowed() {
+    let svc = Service::start("trust-ims");
+    let mut anyone = svc.client_with(None);
+    for date in [
+        "Sun, 06 Nov 99999999999999999 08:49:37 GMT",
+        "Sun, 06 Nov -5 08:49:37 GMT",
+        "garbage",
+        "Thu, 01 Jan 1970 00:00:00 GMT",
+    ] {
+        let resp = anyone
+            .request(
+                "GET",
+                "/puppet-ca/v1/certificate_revocation_list/ca",
+                &[("If-Modified-Since", date)],
+                b"",
+            )
+            .unwrap();
+        assert_eq!(resp.status, 200, "{date}: the CRL, as if unconditional");
+    }
+    let far = "Fri, 31 Dec 9999 23:59:59 GMT";
+    let resp = anyone
+        .request(
+            "GET",
+            "/puppet-ca/v1/certificate_revocation_list/ca",
+            &[("If-Modified-Since", far)],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(resp.status, 304);
+}
