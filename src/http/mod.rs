@@ -20,7 +20,8 @@ use crate::app::authority::ForemanCa;
 use crate::app::App;
 use crate::config::Config;
 use crate::domain::event::Actor;
-use crate::startup::datadir::{TlsMaterial, LOCAL_CLIENT_CN};
+use crate::domain::certname::LOCAL_CLIENT_CN;
+use tls::TlsMaterial;
 use errors::ApiError;
 use tls::ClientIdentity;
 
