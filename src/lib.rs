@@ -16,6 +16,7 @@ pub mod ca;
 pub mod config;
 pub mod der;
 pub mod domain;
+pub mod files;
 pub mod http;
 pub mod metrics;
 pub mod notify;

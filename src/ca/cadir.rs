@@ -8,9 +8,8 @@
 //! (its required files are ca_crt.pem, ca_key.pem, ca_crl.pem, inventory.txt and serial).
 
 use std::fmt;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
 use super::crl::{
@@ -564,7 +563,7 @@ pub fn write_cadir(dir: &Path, ca: &ExportCa) -> Result<(), CaDirError> {
         ("infra_serials", b"", PUBLIC_MODE),
     ];
     for (name, bytes, mode) in files {
-        write_new_file(&dir.join(name), bytes, mode).map_err(|e| partial(name, e))?;
+        crate::files::write_new(&dir.join(name), bytes, mode).map_err(|e| partial(name, e))?;
     }
 
     for (sub, label, items) in [
@@ -575,7 +574,7 @@ pub fn write_cadir(dir: &Path, ca: &ExportCa) -> Result<(), CaDirError> {
         create_dir(&subdir).map_err(|e| partial(&format!("{sub}/"), e))?;
         for (name, der) in items {
             let file = format!("{name}.pem");
-            write_new_file(
+            crate::files::write_new(
                 &subdir.join(&file),
                 pem::encode(label, der).as_bytes(),
                 PUBLIC_MODE,
@@ -642,19 +641,6 @@ fn create_dir(path: &Path) -> std::io::Result<()> {
     fs::DirBuilder::new().mode(DIR_MODE).create(path)?;
     // The umask may have taken bits away; the mode is part of the layout.
     fs::set_permissions(path, fs::Permissions::from_mode(DIR_MODE))
-}
-
-/// Created with its final mode (a key is never readable by others, even briefly), never
-/// over an existing file, and flushed to disk.
-fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)?;
-    file.set_permissions(fs::Permissions::from_mode(mode))?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 fn sync_dir(path: &Path) -> std::io::Result<()> {

@@ -323,14 +323,6 @@ pub async fn ca(
 
 /// Create a file that must not exist yet, with its mode from the start.
 fn write_new(path: &std::path::Path, contents: &[u8], mode: u32) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    file.write_all(contents)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    autosign_proxy::files::write_new(path, contents, mode)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))
 }

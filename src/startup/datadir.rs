@@ -6,9 +6,8 @@ use crate::domain::policy::ReservedNames;
 use crate::oid;
 use std::fmt;
 use std::fs;
-use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use crate::app::authority::cert_status_json;
@@ -451,18 +450,8 @@ fn read_first_cert(path: &Path) -> Result<Vec<u8>, StateError> {
 /// Write via a temporary file and rename, so a crash never leaves half a file; the mode
 /// is set at creation, so a key is never readable by others, even briefly.
 pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), StateError> {
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| err(&format!("cannot create {}", tmp.display()), e))?;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| err(&format!("cannot write {}", tmp.display()), e))?;
-    fs::rename(&tmp, path).map_err(|e| err(&format!("cannot rename to {}", path.display()), e))
+    crate::files::write_atomic(path, contents, mode)
+        .map_err(|e| err(&format!("cannot write {}", path.display()), e))
 }
 
 /// The server's certificate chain, key and accepted client CAs, from the data directory
