@@ -206,6 +206,11 @@ pub struct PolicyConfig {
     /// Authorization extensions (OIDs under 1.3.6.1.4.1.34380.1.3) that may be autosigned.
     /// pp_cli_auth (…1.3.39) is never autosigned, whatever this says.
     pub allowed_auth_extensions: Vec<String>,
+    /// Alt names any build token's request may carry besides the certname and what the
+    /// token itself allows (Foreman cannot send alt names with its tokens, and its
+    /// puppet.conf snippet writes `dns_alt_names`): exact names (`puppet`), `*.domain`
+    /// globs, `IP:a.b.c.d` and `IP:a.b.c.d/nn`. Empty: nothing extra.
+    pub token_alt_names: Vec<crate::domain::allowlist::AltNamePattern>,
 }
 
 impl Default for Config {

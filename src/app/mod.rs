@@ -73,6 +73,7 @@ impl App {
         let policy = PolicySettings {
             allowed_auth_extensions: config.policy.allowed_auth_extensions.clone(),
             reserved,
+            token_alt_names: config.policy.token_alt_names.clone(),
         };
         App {
             store,

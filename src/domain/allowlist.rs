@@ -97,6 +97,108 @@ impl fmt::Display for AllowEntry {
     }
 }
 
+/// A subjectAltName pattern the site lets any token's request carry (`[policy]
+/// token_alt_names`): an exact DNS name, a `*.domain` glob with puppetserver's
+/// semantics, an IP address or an `IP:a.b.c.d/nn` range. Never `*` alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AltNamePattern {
+    Dns(AllowEntry),
+    Ip {
+        network: std::net::IpAddr,
+        prefix: u8,
+    },
+}
+
+impl AltNamePattern {
+    pub fn parse(text: &str) -> Result<AltNamePattern, String> {
+        let text = text.trim();
+        let (kind, value) = match text.split_once(':') {
+            Some((k, v)) if k.eq_ignore_ascii_case("dns") => ("dns", v),
+            Some((k, v)) if k.eq_ignore_ascii_case("ip") => ("ip", v),
+            _ if text
+                .split('/')
+                .next()
+                .is_some_and(|a| a.parse::<std::net::IpAddr>().is_ok()) =>
+            {
+                ("ip", text)
+            }
+            Some(_) => {
+                return Err(format!(
+                    "'{text}' is not DNS:name, *.domain, IP:address or IP:address/prefix"
+                ))
+            }
+            None => ("dns", text),
+        };
+        if kind == "ip" {
+            let (address, prefix) = match value.split_once('/') {
+                Some((a, p)) => (a, Some(p)),
+                None => (value, None),
+            };
+            let network: std::net::IpAddr = address
+                .parse()
+                .map_err(|_| format!("'{text}': '{address}' is not an IP address"))?;
+            let max = if network.is_ipv4() { 32 } else { 128 };
+            let prefix = match prefix {
+                Some(p) => p
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= max)
+                    .ok_or_else(|| format!("'{text}': the prefix must be 0 to {max}"))?,
+                None => max,
+            };
+            return Ok(AltNamePattern::Ip { network, prefix });
+        }
+        match AllowEntry::parse(&value.to_ascii_lowercase())? {
+            AllowEntry::All => {
+                Err("'*' would let any token carry any name; list names or *.domain globs".into())
+            }
+            entry => Ok(AltNamePattern::Dns(entry)),
+        }
+    }
+
+    pub fn matches(&self, name: &AltName) -> bool {
+        match (self, name) {
+            (AltNamePattern::Dns(entry), AltName::Dns(dns)) => {
+                Certname::parse(dns).is_ok_and(|c| entry.matches(&c))
+            }
+            (AltNamePattern::Ip { network, prefix }, AltName::Ip(ip)) => {
+                in_network(*ip, *network, *prefix)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn in_network(ip: std::net::IpAddr, network: std::net::IpAddr, prefix: u8) -> bool {
+    use std::net::IpAddr;
+    let (a, b, bits): (u128, u128, u32) = match (ip, network) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a).into(), u32::from(b).into(), 32),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128),
+        _ => return false,
+    };
+    let host_bits = bits - u32::from(prefix);
+    let mask = if host_bits >= 128 {
+        0
+    } else {
+        u128::MAX << host_bits
+    };
+    (a & mask) == (b & mask)
+}
+
+impl TryFrom<String> for AltNamePattern {
+    type Error = String;
+    fn try_from(s: String) -> Result<AltNamePattern, String> {
+        AltNamePattern::parse(&s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AltNamePattern {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        AltNamePattern::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// What an autosign.conf import found on one line it could not use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkippedLine {

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 
-use super::allowlist::AllowRecord;
+use super::allowlist::{AllowRecord, AltNamePattern};
 use super::certname::Certname;
 use super::csr::{Csr, CsrError, CsrExtension, GeneralName};
 use super::decision::{Decision, Reason, Rejection, Verdict};
@@ -36,6 +36,8 @@ pub struct PolicySettings {
     /// Names never signed automatically: the service's own names, its local client, its
     /// trusted and admin hosts.
     pub reserved: ReservedNames,
+    /// Alt names any token's request may carry (`[policy] token_alt_names`).
+    pub token_alt_names: Vec<AltNamePattern>,
 }
 
 /// Names that identify the service, its clients or its administrators. A certificate for
@@ -299,7 +301,7 @@ pub async fn decide<S: DecisionStore + ?Sized>(
     };
     decision.certname = Some(checked.certname.to_string());
 
-    let grant = match authorize(store, &checked, now).await? {
+    let grant = match authorize(store, &checked, &settings.token_alt_names, now).await? {
         Ok(grant) => grant,
         Err((rejection, token_id)) => {
             decision.token_id = token_id;
@@ -643,6 +645,7 @@ fn check_reserved(
 async fn authorize<S: DecisionStore + ?Sized>(
     store: &S,
     checked: &CheckedRequest,
+    site_alt_names: &[AltNamePattern],
     now: i64,
 ) -> Result<Result<Grant, (Rejection, Option<i64>)>, S::Error> {
     let certname = &checked.certname;
@@ -688,10 +691,17 @@ async fn authorize<S: DecisionStore + ?Sized>(
             id,
         )));
     }
+    // What the site lets every token carry needs no allowance of the token itself.
+    let beyond_site: Vec<AltName> = checked
+        .extra_alt_names
+        .iter()
+        .filter(|n| !site_alt_names.iter().any(|p| p.matches(n)))
+        .cloned()
+        .collect();
     if let Err(rejection) = permits(
         &token.alt_names,
-        &checked.extra_alt_names,
-        &format!("build token {}", token.id),
+        &beyond_site,
+        &format!("build token {} (nor [policy] token_alt_names)", token.id),
     ) {
         return Ok(Err((rejection, id)));
     }

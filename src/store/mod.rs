@@ -160,8 +160,9 @@ pub(crate) fn from_i64(v: i64) -> Result<u64, StoreError> {
 #[async_trait]
 pub trait TokenStore: Send + Sync {
     /// Store a new token (by hash) and its `token_issued` event in one transaction.
-    /// Earlier live tokens of the same certname are revoked in the same transaction: a
-    /// host being (re)built has exactly one valid token.
+    /// Earlier live tokens of the same certname stay valid, as Foreman's smart proxy keeps
+    /// them (one of them is consumed; the others stay listed and revocable), because a
+    /// host being built already carries the token Foreman rendered into it.
     async fn issue_token(
         &self,
         request: &TokenRequest,

@@ -6,6 +6,7 @@ mod ca;
 pub mod cli;
 mod events;
 mod foreman;
+mod foreman13;
 mod policy_exec;
 mod puppet;
 mod real_puppet;

@@ -206,20 +206,32 @@ fn unknown_expired_and_revoked_tokens_are_refused() {
 }
 
 #[test]
-fn a_new_token_supersedes_the_old_one() {
+fn a_new_token_leaves_the_one_the_host_carries_valid() {
+    // Foreman re-posts the autosign entry while the host is being built: the token it
+    // already rendered into the host must still work (as with Foreman's smart proxy).
     let svc = Service::start("supersede");
     let mut c = svc.client();
     let old = foreman_token(&mut c, "web.example.com");
     let new = foreman_token(&mut c, "web.example.com");
     assert_ne!(old, new);
     let csr = openssl_csr(&CsrOpts::new("web.example.com").challenge(&old));
-    assert_eq!(reason(&validate(&mut c, None, &csr)), "token_revoked");
-    let csr = openssl_csr(&CsrOpts::new("web.example.com").challenge(&new));
     assert_eq!(
         validate(&mut c, None, &csr).status,
         200,
         "without ?certname the CN is used"
     );
+    assert_eq!(
+        live_tokens(&svc, "web.example.com"),
+        1,
+        "the other stays listed"
+    );
+    // Foreman's DELETE revokes what is left.
+    let resp = c
+        .request("DELETE", "/puppet/ca/autosign/web.example.com", &[], b"")
+        .unwrap();
+    assert_eq!(resp.status, 200);
+    let csr = openssl_csr(&CsrOpts::new("web.example.com").challenge(&new));
+    assert_eq!(reason(&validate(&mut c, None, &csr)), "token_revoked");
 }
 
 #[test]

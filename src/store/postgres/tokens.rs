@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::events::{insert_event, with_event, EventParams};
-use super::{db, execute, get, query, query_opt, Conn, Param, PostgresStore};
+use super::{db, get, query, query_opt, Conn, Param, PostgresStore};
 use crate::domain::event::{kind, NewEvent};
 use crate::domain::token::{TokenHash, TokenRecord, TokenRequest};
 use crate::store::sql::{token_from_row, TOKEN_COLUMNS};
@@ -27,35 +27,6 @@ impl TokenStore for PostgresStore {
             let mut pooled = self.pooled().await?;
             let Conn { client, statements } = pooled.conn()?;
             let tx = client.transaction().await.map_err(db)?;
-            // Two replicas issuing for one host at once must not both leave a live token.
-            execute(
-                statements,
-                &tx,
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                &[&certname],
-            )
-            .await?;
-            let superseded = query(
-                statements,
-                &tx,
-                "UPDATE build_tokens SET revoked_at = $1 \
-                 WHERE certname = $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1 RETURNING id",
-                &[&now, &certname],
-            )
-            .await?;
-            for row in superseded {
-                let id: i64 = get(&row, 0)?;
-                let revoked = NewEvent {
-                    kind: kind::TOKEN_REVOKED,
-                    token_id: Some(id),
-                    message: Some(format!(
-                        "build token {id} superseded by a new token for the same host"
-                    )),
-                    details: None,
-                    ..event.clone()
-                };
-                insert_event(self, statements, &tx, &revoked).await?;
-            }
             let sql = format!(
                 "INSERT INTO build_tokens (token_hash, certname, alt_names, metadata, created_at, expires_at, created_by) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {TOKEN_COLUMNS}"

@@ -26,23 +26,6 @@ impl TokenStore for SqliteStore {
         let expires_at = request.expires_at(now);
         let hash = hash.as_str().to_string();
         self.write(move |conn| {
-            let superseded: Vec<i64> = conn
-                .prepare_cached(
-                    "UPDATE build_tokens SET revoked_at = ?1 \
-                     WHERE certname = ?2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?1 RETURNING id",
-                )
-                .and_then(|mut stmt| stmt.query_map(params![now, certname], |r| r.get(0))?.collect())
-                .map_err(unavailable)?;
-            for id in superseded {
-                let revoked = NewEvent {
-                    kind: kind::TOKEN_REVOKED,
-                    token_id: Some(id),
-                    message: Some(format!("build token {id} superseded by a new token for the same host")),
-                    details: None,
-                    ..event.clone()
-                };
-                insert_event(conn, &revoked)?;
-            }
             let row = conn
                 .prepare_cached(&format!(
                     "INSERT INTO build_tokens (token_hash, certname, alt_names, metadata, created_at, expires_at, created_by) \

@@ -1,0 +1,120 @@
+//! Foreman as Foreman really behaves: hosts with alt names under `[policy]
+//! token_alt_names`, tokens that stay valid while a host is built.
+
+use std::time::Duration;
+
+use autosign_proxy::domain::allowlist::AltNamePattern;
+
+use crate::puppet;
+use crate::support::*;
+
+fn token_yaml(token: &str) -> String {
+    format!("custom_attributes:\n  1.2.840.113549.1.9.7: \"{token}\"\n")
+}
+
+#[test]
+fn a_real_agent_with_dns_alt_names_bootstraps_through_a_foreman_token() {
+    if !puppet::require_puppet("a_real_agent_with_dns_alt_names_bootstraps_through_a_foreman_token")
+    {
+        return;
+    }
+    let svc = Service::start_with("foreman-alt-names", |c| {
+        c.policy.token_alt_names = vec![
+            AltNamePattern::parse("puppet").unwrap(),
+            AltNamePattern::parse("*.compile.example.com").unwrap(),
+            AltNamePattern::parse("IP:10.1.0.0/16").unwrap(),
+        ];
+    });
+    let mut c = svc.client();
+    // Foreman posts the host and gets a token; it cannot send alt names with it.
+    let token = foreman_token(&mut c, "compile01.example.com");
+    let dir = temp_dir("foreman-alt-names");
+    let run = puppet::agent_bootstrap(
+        &dir,
+        "compile01.example.com",
+        svc.port,
+        Some(&token_yaml(&token)),
+        Some("puppet,c1.compile.example.com,IP:10.1.2.3"),
+    );
+    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    let resp = c
+        .request(
+            "GET",
+            "/puppet-ca/v1/certificate_status/compile01.example.com",
+            &[("Accept", "application/json")],
+            b"",
+        )
+        .unwrap();
+    let st = json(&resp);
+    assert_eq!(st["state"], "signed", "{st}");
+    assert_eq!(
+        st["subject_alt_names"],
+        serde_json::json!([
+            "IP:10.1.2.3",
+            "DNS:c1.compile.example.com",
+            "DNS:compile01.example.com",
+            "DNS:puppet"
+        ]),
+        "{st}"
+    );
+
+    // A name outside the patterns still needs the token's own allowance.
+    let token = foreman_token(&mut c, "compile02.example.com");
+    let dir = temp_dir("foreman-alt-names-2");
+    let run = puppet::agent_bootstrap_with(
+        &dir,
+        "compile02.example.com",
+        svc.port,
+        &puppet::AgentOptions {
+            csr_attributes_yaml: Some(&token_yaml(&token)),
+            dns_alt_names: Some("puppet,db.example.com"),
+            timeout: Some(Duration::from_secs(60)),
+            ..Default::default()
+        },
+    );
+    assert!(!run.success, "must not be signed");
+    let resp = c
+        .request(
+            "GET",
+            "/puppet-ca/v1/certificate_status/compile02.example.com",
+            &[("Accept", "application/json")],
+            b"",
+        )
+        .unwrap();
+    let st = json(&resp);
+    assert_eq!(st["state"], "requested", "{st}");
+    assert!(
+        st["pending_reason"]
+            .as_str()
+            .unwrap()
+            .contains("DNS:db.example.com"),
+        "{st}"
+    );
+}
+
+#[test]
+fn token_alt_name_patterns_read_as_puppetserver_globs_and_ip_ranges() {
+    use autosign_proxy::domain::token::AltName;
+    let dns = |s: &str| AltName::Dns(s.into());
+    let ip = |s: &str| AltName::Ip(s.parse().unwrap());
+    let glob = AltNamePattern::parse("*.example.com").unwrap();
+    assert!(glob.matches(&dns("a.example.com")));
+    assert!(
+        glob.matches(&dns("example.com")),
+        "puppetserver's glob includes the domain"
+    );
+    assert!(!glob.matches(&dns("a.example.org")));
+    assert!(!glob.matches(&ip("10.0.0.1")));
+    let range = AltNamePattern::parse("IP:10.1.0.0/16").unwrap();
+    assert!(range.matches(&ip("10.1.255.3")));
+    assert!(!range.matches(&ip("10.2.0.1")));
+    let v6 = AltNamePattern::parse("IP:fd00::/8").unwrap();
+    assert!(v6.matches(&ip("fd12::1")));
+    assert!(!v6.matches(&ip("10.1.0.1")));
+    assert!(AltNamePattern::parse("puppet")
+        .unwrap()
+        .matches(&dns("puppet")));
+    for bad in ["*", "IP:10.0.0.0/33", "IP:nope", "foo bar", "URI:x"] {
+        assert!(AltNamePattern::parse(bad).is_err(), "{bad}");
+    }
+}
