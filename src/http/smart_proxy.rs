@@ -13,12 +13,15 @@ use super::errors::ApiError;
 use super::{HttpState, Trusted};
 use crate::app::AppError;
 use crate::domain::csr::MAX_CSR_BYTES;
+use crate::domain::event::EventFilter;
 use crate::domain::token::minutes_to_seconds;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/features", web::get().to(features))
         .route("/v2/features", web::get().to(features_v2))
         .route("/version", web::get().to(version))
+        .route("/logs", web::get().to(logs))
+        .route("/logs/", web::get().to(logs))
         .route("/puppet/ca", web::get().to(list_certificates))
         .route("/puppet/ca/validate", web::post().to(validate))
         .route("/puppet/ca/autosign", web::get().to(list_autosign))
@@ -40,7 +43,76 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Feature names in the running state; no authentication, as the smart proxy.
 async fn features() -> HttpResponse {
-    HttpResponse::Ok().json(["puppetca"])
+    HttpResponse::Ok().json(["logs", "puppetca"])
+}
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    from_timestamp: Option<f64>,
+}
+
+/// The smart proxy's `logs` module, which feeds Foreman's proxy "Logs" tab: the event log
+/// as log records, rejections at WARN, suspicious requests at ERROR, the rest at INFO.
+async fn logs(
+    _trusted: Trusted,
+    state: web::Data<HttpState>,
+    query: web::Query<LogsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    /// As many records as smart-proxy's log buffer holds by default.
+    const BUFFER: u32 = 1000;
+    let from = query
+        .from_timestamp
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .map(|t| t.floor() as i64);
+    let filter = EventFilter {
+        since: from,
+        ascending: from.is_some(),
+        limit: BUFFER,
+        ..Default::default()
+    };
+    let mut events = state.app.events(&filter).await?;
+    if from.is_none() {
+        events.reverse();
+    }
+    let logs: Vec<serde_json::Value> = events
+        .iter()
+        .map(|e| {
+            let level = match (e.kind.as_str(), e.decision.as_deref()) {
+                ("suspicious_request", _) => "ERROR",
+                (_, Some("rejected")) => "WARN",
+                _ => "INFO",
+            };
+            let mut message = e.kind.clone();
+            if let Some(certname) = &e.certname {
+                message.push_str(&format!(" {certname}"));
+            }
+            if let Some(reason) = &e.reason {
+                message.push_str(&format!(": {reason}"));
+            }
+            if let Some(text) = &e.message {
+                message.push_str(&format!(": {text}"));
+            }
+            let mut record = serde_json::json!({
+                "timestamp": e.at as f64,
+                "level": level,
+                "message": message,
+            });
+            if let Some(id) = &e.request_id {
+                record["request_id"] = id.clone().into();
+            }
+            record
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "info": {
+            "size": logs.len(),
+            "tail_size": 0,
+            "level": serde_json::Value::Null,
+            "level_tail": 3,
+            "failed_modules": {},
+        },
+        "logs": logs,
+    })))
 }
 
 async fn version() -> HttpResponse {
@@ -52,6 +124,13 @@ async fn version() -> HttpResponse {
 async fn features_v2(_trusted: Trusted, state: web::Data<HttpState>) -> HttpResponse {
     let ca = state.foreman_ca.kind();
     HttpResponse::Ok().json(serde_json::json!({
+        "logs": {
+            "http_enabled": false,
+            "https_enabled": true,
+            "settings": {},
+            "state": "running",
+            "capabilities": []
+        },
         "puppetca": {
             "http_enabled": false,
             "https_enabled": true,

@@ -39,7 +39,7 @@ fn registration_answers_as_a_smart_proxy() {
     let resp = anon.request("GET", "/features", &[], b"").unwrap();
     assert_eq!(
         (resp.status, json(&resp)),
-        (200, serde_json::json!(["puppetca"]))
+        (200, serde_json::json!(["logs", "puppetca"]))
     );
     let resp = anon.request("GET", "/version", &[], b"").unwrap();
     assert_eq!(

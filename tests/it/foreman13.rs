@@ -118,3 +118,50 @@ fn token_alt_name_patterns_read_as_puppetserver_globs_and_ip_ranges() {
         assert!(AltNamePattern::parse(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn a_rejected_attempt_shows_in_foremans_logs_tab() {
+    let svc = Service::start("foreman-logs");
+    let mut c = svc.client();
+    let token = foreman_token(&mut c, "good.example.com");
+    let csr = openssl_csr(&CsrOpts::new("evil.example.com").challenge(&token));
+    let resp = validate(&mut c, Some("evil.example.com"), &csr);
+    assert_eq!(resp.status, 404);
+    // As Foreman's proxy Logs tab asks: GET /logs/?from_timestamp=<float>.
+    let since = autosign_proxy::timefmt::now() - 60;
+    let resp = c
+        .request(
+            "GET",
+            &format!("/logs/?from_timestamp={since}.5"),
+            &[("Accept", "application/json")],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let body = json(&resp);
+    assert!(body["info"]["failed_modules"].is_object(), "{body}");
+    let logs = body["logs"].as_array().unwrap();
+    let warn = logs
+        .iter()
+        .find(|l| {
+            l["level"] == "WARN" && l["message"].as_str().unwrap().contains("evil.example.com")
+        })
+        .unwrap_or_else(|| panic!("no WARN record for the rejection: {body}"));
+    assert!(warn["message"]
+        .as_str()
+        .unwrap()
+        .contains("token_wrong_host"));
+    assert!(warn["timestamp"].as_f64().unwrap() >= since as f64);
+    assert!(
+        logs.iter().any(|l| l["level"] == "ERROR"),
+        "the suspicious request is an ERROR: {body}"
+    );
+    // Trusted hosts only; listed as a feature.
+    let mut anyone = svc.client_with(None);
+    assert_eq!(
+        anyone.request("GET", "/logs/", &[], b"").unwrap().status,
+        403
+    );
+    let features = json(&c.request("GET", "/features", &[], b"").unwrap());
+    assert!(features.as_array().unwrap().contains(&"logs".into()));
+}
