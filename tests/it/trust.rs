@@ -8,42 +8,22 @@ use std::time::{Duration, Instant};
 use autosign_policy::Connection;
 use autosign_proxy::config::AutosignMode;
 
+use crate::client::{path, Call};
 use crate::support::*;
 
 /// PUT a CSR as an agent; returns the status and body.
 fn put_csr(c: &mut Connection, name: &str, csr: &[u8]) -> (u16, String) {
-    let resp = c
-        .request(
-            "PUT",
-            &format!("/puppet-ca/v1/certificate_request/{name}"),
-            &[("Content-Type", "text/plain")],
-            csr,
-        )
-        .unwrap();
+    let resp = c.ca().submit(name, csr);
     (resp.status, resp.text())
 }
 
 fn certificate(c: &mut Connection, name: &str) -> Option<String> {
-    let resp = c
-        .request(
-            "GET",
-            &format!("/puppet-ca/v1/certificate/{name}"),
-            &[],
-            b"",
-        )
-        .unwrap();
+    let resp = c.ca().certificate(name);
     (resp.status == 200).then(|| resp.text())
 }
 
 fn status(c: &mut Connection, name: &str) -> serde_json::Value {
-    let resp = c
-        .request(
-            "GET",
-            &format!("/puppet-ca/v1/certificate_status/{name}"),
-            &[("Accept", "application/json")],
-            b"",
-        )
-        .unwrap();
+    let resp = c.ca().status(name);
     assert_eq!(resp.status, 200, "{}", resp.text());
     json(&resp)
 }
@@ -162,9 +142,7 @@ fn reserved_names_are_never_autosigned_and_need_an_explicit_operator_flag() {
     assert!(certificate(&mut c, "localhost").is_some());
 
     // Foreman's sign (POST /puppet/ca/<host>) is an automatic path: never reserved.
-    let resp = c
-        .request("POST", "/puppet/ca/ops.example.com", &[], b"")
-        .unwrap();
+    let resp = c.foreman().sign("ops.example.com");
     assert_eq!(resp.status, 409, "{}", resp.text());
     assert!(resp.text().contains("reserved"), "{}", resp.text());
 }
@@ -175,14 +153,7 @@ fn the_policy_path_refuses_reserved_names_even_under_an_allow_all_entry() {
         c.trusted_hosts = vec!["foreman.example.com".into()];
     });
     let mut c = svc.client();
-    let resp = c
-        .request(
-            "POST",
-            "/api/v1/autosign-entries",
-            &[("Content-Type", "application/json")],
-            br#"{"pattern":"*"}"#,
-        )
-        .unwrap();
+    let resp = c.api().add_entry(br#"{"pattern":"*"}"#);
     assert!(resp.status == 200 || resp.status == 201, "{}", resp.text());
     for name in [
         "autosign-proxy-local-client",
@@ -224,25 +195,19 @@ fn the_local_client_is_a_certificate_not_a_name() {
     let dir = temp_dir("trust-local-files");
     let files = agent_files(&dir, name, &pem);
     let mut impostor = svc.client_with(Some(files));
-    for (method, path, body) in [
-        ("POST", "/puppet/ca/autosign/victim.example.com", &b""[..]),
-        ("GET", "/api/v1/tokens", &b""[..]),
-        ("GET", "/puppet/ca", &b""[..]),
-    ] {
-        let resp = impostor
-            .request(method, path, &[("Accept", "application/json")], body)
-            .unwrap();
-        assert_eq!(resp.status, 403, "{method} {path}: {}", resp.text());
+    let calls: [(&str, Call); 3] = [
+        ("foreman().create_autosign", |c| {
+            c.foreman().create_autosign("victim.example.com", None)
+        }),
+        ("api().tokens", |c| c.api().tokens()),
+        ("foreman().list", |c| c.foreman().list()),
+    ];
+    for (call, send) in calls {
+        let resp = send(&mut impostor);
+        assert_eq!(resp.status, 403, "{call}: {}", resp.text());
     }
     // The real local client still works.
-    let resp = c
-        .request(
-            "GET",
-            "/api/v1/tokens",
-            &[("Accept", "application/json")],
-            b"",
-        )
-        .unwrap();
+    let resp = c.api().tokens();
     assert_eq!(resp.status, 200, "{}", resp.text());
 }
 
@@ -263,14 +228,7 @@ fn trusted_hosts_match_case_insensitively() {
     let pem = certificate(&mut c, name).unwrap();
     let dir = temp_dir("trust-case-files");
     let mut foreman = svc.client_with(Some(agent_files(&dir, name, &pem)));
-    let resp = foreman
-        .request(
-            "GET",
-            "/puppet/ca/autosign",
-            &[("Accept", "application/json")],
-            b"",
-        )
-        .unwrap();
+    let resp = foreman.foreman().autosign_list();
     assert_eq!(resp.status, 200, "{}", resp.text());
 }
 
@@ -278,14 +236,7 @@ fn trusted_hosts_match_case_insensitively() {
 fn the_services_own_certificates_are_in_the_inventory() {
     let svc = Service::start_with("trust-inventory", |c| c.ca.autosign = AutosignMode::Always);
     let mut c = svc.client();
-    let resp = c
-        .request(
-            "GET",
-            "/puppet-ca/v1/certificate_statuses/any",
-            &[("Accept", "application/json")],
-            b"",
-        )
-        .unwrap();
+    let resp = c.ca().statuses(None);
     let listed: Vec<String> = json(&resp)
         .as_array()
         .unwrap()
@@ -297,7 +248,7 @@ fn the_services_own_certificates_are_in_the_inventory() {
         listed.contains(&"autosign-proxy-local-client".to_string()),
         "{listed:?}"
     );
-    let foreman = json(&c.request("GET", "/puppet/ca", &[], b"").unwrap());
+    let foreman = json(&c.foreman().list());
     assert_eq!(foreman["autosign-proxy"]["state"], "valid", "{foreman}");
     // The duplicate rule holds their names.
     let (code, body) = put_csr(&mut c, "autosign-proxy", &ec_csr("autosign-proxy"));
@@ -336,15 +287,14 @@ fn a_revoked_certificate_is_refused_on_a_kept_alive_connection() {
     let pem = certificate(&mut c, name).unwrap();
     let files = agent_files(&temp_dir("trust-keepalive-files"), name, &pem);
     let mut admin = svc.client_with(Some(files));
-    let path = "/puppet-ca/v1/certificate_status/ops.example.com";
-    assert_eq!(admin.request("GET", path, &[], b"").unwrap().status, 200);
+    assert_eq!(admin.ca().status(name).status, 200);
     // Revoked by the CLI, another process: the same connection is refused within 1 s.
     assert!(cli(&svc, &["ca", "revoke", "--certname", name])
         .status
         .success());
     let revoked_at = Instant::now();
     loop {
-        match admin.request("GET", path, &[], b"") {
+        match admin.try_ca().status(name) {
             Ok(resp) if resp.status == 403 => break,
             Ok(resp) => assert_eq!(resp.status, 200, "{}", resp.text()),
             Err(e) => panic!("the connection itself must stay up: {e}"),
@@ -357,9 +307,7 @@ fn a_revoked_certificate_is_refused_on_a_kept_alive_connection() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // Open routes too: a revoked certificate is refused everywhere.
-    let resp = admin
-        .request("GET", "/puppet-ca/v1/certificate/ca", &[], b"")
-        .unwrap();
+    let resp = admin.ca().ca_bundle();
     assert_eq!(resp.status, 403);
 }
 
@@ -411,14 +359,17 @@ fn a_revoked_certificate_is_refused_on_a_resumed_tls_session() {
     let (cert, key) = signed_agent_reserved(&svc, &mut c, "ops.example.com");
     let dir = temp_dir("trust-resume-session");
     let session = dir.join("session.pem");
-    let request = "GET /puppet-ca/v1/certificate_status/ops.example.com HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        path::certificate_status("ops.example.com")
+    );
     let (_, first) = s_client(
         svc.port,
         &svc.dir.ca_bundle(),
         &cert,
         &key,
         ("-sess_out", &session),
-        request,
+        &request,
     );
     assert!(first.contains("HTTP/1.1 200"), "{first}");
     assert!(
@@ -433,7 +384,7 @@ fn a_revoked_certificate_is_refused_on_a_resumed_tls_session() {
         &cert,
         &key,
         ("-sess_in", &session),
-        request,
+        &request,
     );
     // The session must really have been resumed (the handshake verifier did not run),
     // and the request on it refused.
@@ -506,14 +457,7 @@ fn what_the_rules_allowed_is_what_the_certificate_gets() {
             .ext(&["subjectAltName = DNS:COMPILE01.example.com,DNS:puppet,IP:10.0.0.7"]),
     );
     assert_eq!(put_csr(&mut c, name, &csr).0, 200);
-    let resp = c
-        .request(
-            "PUT",
-            &format!("/puppet-ca/v1/certificate_status/{name}"),
-            &[("Content-Type", "application/json")],
-            br#"{"desired_state":"signed"}"#,
-        )
-        .unwrap();
+    let resp = c.ca().set_status(name, "signed", None);
     assert_eq!(resp.status, 204, "{}", resp.text());
     let st = status(&mut c, name);
     assert_eq!(
