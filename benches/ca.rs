@@ -67,7 +67,7 @@ fn main() {
             let store = store.clone();
             let event = NewEvent::new(0, "bench", &actor);
             let json = Some(template.replace("s-0.example.com", &cert.certname));
-            pending.push(async move { store.ca_add_certificate(&cert, json, event).await });
+            pending.push(async move { store.ca_add_certificate(&cert, json, false, event).await });
             if pending.len() == 512 {
                 for r in futures_join(std::mem::take(&mut pending)).await {
                     r.expect("insert");

@@ -154,6 +154,10 @@ pub struct TlsConfig {
     /// Extra CA bundles whose client certificates are accepted (e.g. the puppetserver CA
     /// that issued Foreman's and puppetserver's certificates).
     pub client_ca: Vec<PathBuf>,
+    /// CRL files (PEM, one or more CRLs each) of the `client_ca` issuers: their client
+    /// certificates are checked against them, and a file that changes is reloaded within
+    /// a second.
+    pub client_crl: Vec<PathBuf>,
     /// Extra DNS names and IP addresses for the generated service certificate.
     pub server_names: Vec<String>,
 }
@@ -183,6 +187,10 @@ pub struct CaConfig {
     pub admin_hosts: Vec<String>,
     /// Seconds an `exec:` autosign executable may take before the CSR is left pending.
     pub exec_timeout_seconds: u64,
+    /// Certificate requests one address may send without a client certificate per minute
+    /// (agents bootstrapping), in bursts of as many; more get 429 with Retry-After. 0: no
+    /// limit. Raise it for a fleet rebuilt at once behind one NAT address.
+    pub anonymous_requests_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -232,6 +240,7 @@ impl Default for CaConfig {
             allow_authorization_extensions: false,
             admin_hosts: Vec::new(),
             exec_timeout_seconds: 10,
+            anonymous_requests_per_minute: 120,
         }
     }
 }

@@ -8,7 +8,7 @@ use crate::timefmt;
 impl App {
     /// Whether this process can decide: its database answers.
     pub async fn health(&self) -> Result<(), AppError> {
-        self.store.ca_identity().await?;
+        self.store.health().await?;
         Ok(())
     }
 

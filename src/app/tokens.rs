@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::{parse_certname, App, AppError};
+use crate::domain::certname::Certname;
 use crate::domain::event::{kind, Actor, NewEvent};
 use crate::domain::token::{AltName, TokenRecord, TokenRequest, TokenSecret, TokenState};
 use crate::store::TokenSelector;
@@ -29,6 +30,21 @@ pub struct IssuedToken {
 }
 
 impl App {
+    /// Whether `presented` is a live build token of `certname` (nothing is consumed).
+    pub async fn has_live_token(
+        &self,
+        certname: &Certname,
+        presented: &str,
+    ) -> Result<bool, AppError> {
+        Ok(self
+            .store
+            .find_token(&crate::domain::token::TokenHash::of(presented))
+            .await?
+            .is_some_and(|t| {
+                t.certname == certname.as_str() && t.state(timefmt::now()) == TokenState::Live
+            }))
+    }
+
     /// Register a host: a new one-time token bound to `certname`. Any earlier live token
     /// of the host is revoked in the same transaction.
     pub async fn issue_token(

@@ -2,6 +2,12 @@
 
 use std::fmt;
 
+/// The CN of the service's own generated TLS certificate.
+pub const SERVICE_CN: &str = "autosign-proxy";
+/// The CN of the local client certificate (the CLI's and tests'); trusted as that exact
+/// certificate, never by this name.
+pub const LOCAL_CLIENT_CN: &str = "autosign-proxy-local-client";
+
 /// A certname that follows Puppet's rules; once parsed, the rest of the code trusts it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Certname(String);

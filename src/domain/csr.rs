@@ -343,6 +343,8 @@ pub fn read_extensions(seq: &Tlv<'_>) -> Result<Vec<CsrExtension>, DerError> {
         return Err(DerError("extensions are not a SEQUENCE"));
     }
     let mut out: Vec<CsrExtension> = Vec::new();
+    // Linear, not quadratic: a hostile 64 KiB request holds thousands of extensions.
+    let mut seen = std::collections::HashSet::new();
     let mut r = seq.reader();
     while !r.is_empty() {
         let ext = r.expect(der::SEQUENCE)?;
@@ -356,7 +358,7 @@ pub fn read_extensions(seq: &Tlv<'_>) -> Result<Vec<CsrExtension>, DerError> {
         er.finish()?;
         // Two values for one extension would let a policy check one and the signer copy
         // the other; RFC 5280 forbids it, so refuse rather than pick one.
-        if out.iter().any(|e| e.oid == oid) {
+        if !seen.insert(oid.clone()) {
             return Err(DerError("the same extension appears twice"));
         }
         out.push(CsrExtension {
@@ -449,6 +451,7 @@ impl Csr {
 
         let mut challenge = None;
         let mut extensions = Vec::new();
+        let mut extension_oids = std::collections::HashSet::new();
         let mut custom = Vec::new();
         let mut attrs = attributes.map(|a| a.reader()).unwrap_or(Reader::new(&[]));
         while !attrs.is_empty() {
@@ -476,7 +479,7 @@ impl Csr {
                     while !vr.is_empty() {
                         let seq = vr.read()?;
                         for ext in read_extensions(&seq)? {
-                            if extensions.iter().any(|e: &CsrExtension| e.oid == ext.oid) {
+                            if !extension_oids.insert(ext.oid.clone()) {
                                 return Err(CsrError::Malformed(format!(
                                     "extension {} is requested twice",
                                     ext.oid
@@ -707,6 +710,23 @@ mod tests {
     use crate::ca::testutil::{openssl, TempDir};
 
     const PP_UUID: &str = "1.3.6.1.4.1.34380.1.1.1";
+
+    #[test]
+    fn debug_never_shows_the_challenge_password() {
+        let dir = TempDir::new("csr-debug");
+        let cnf = config(&dir, "SecretBuildToken123", "nombstr");
+        let pem = openssl_csr(
+            &dir,
+            "debug",
+            &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            &["-config", &cnf],
+        );
+        let csr = Csr::parse(&pem).unwrap();
+        assert_eq!(csr.challenge_password().unwrap().0, "SecretBuildToken123");
+        let shown = format!("{csr:?} {csr:#?}");
+        assert!(!shown.contains("SecretBuildToken123"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
 
     /// The subject comes from the config: openssl drops the attributes section with -subj.
     fn config(dir: &TempDir, password: &str, string_mask: &str) -> String {

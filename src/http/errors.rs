@@ -15,6 +15,8 @@ pub enum ApiError {
     PayloadTooLarge(String),
     Conflict(String),
     UnsupportedMediaType(String),
+    /// 429, with the seconds to wait (Retry-After).
+    TooManyRequests(String, u64),
     /// The database is down: fail closed, and say it is temporary.
     Unavailable(String),
     Internal(String),
@@ -30,6 +32,7 @@ impl std::fmt::Display for ApiError {
             | ApiError::Conflict(m)
             | ApiError::UnsupportedMediaType(m)
             | ApiError::Unavailable(m)
+            | ApiError::TooManyRequests(m, _)
             | ApiError::Internal(m) => f.write_str(m),
         }
     }
@@ -67,17 +70,25 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
-            .json(serde_json::json!({ "error": self.public_message() }))
+        let mut response = HttpResponse::build(self.status_code());
+        self.retry_after(&mut response);
+        response.json(serde_json::json!({ "error": self.public_message() }))
     }
 }
 
 impl ApiError {
+    fn retry_after(&self, response: &mut actix_web::HttpResponseBuilder) {
+        if let ApiError::TooManyRequests(_, wait) = self {
+            response.insert_header(("Retry-After", wait.to_string()));
+        }
+    }
+
     /// What the client is told: the message, except for 5xx, whose cause goes to the log.
     fn public_message(&self) -> String {
         match self {
@@ -118,7 +129,9 @@ impl ResponseError for PlainError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
+        let mut response = HttpResponse::build(self.status_code());
+        self.0.retry_after(&mut response);
+        response
             .content_type("text/plain; charset=utf-8")
             .body(self.0.public_message())
     }

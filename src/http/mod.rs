@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod errors;
+pub mod limit;
 pub mod puppet_ca;
 pub mod smart_proxy;
 pub mod tls;
@@ -19,7 +20,8 @@ use crate::app::authority::ForemanCa;
 use crate::app::App;
 use crate::config::Config;
 use crate::domain::event::Actor;
-use crate::startup::datadir::{TlsMaterial, LOCAL_CLIENT_CN};
+use crate::domain::certname::LOCAL_CLIENT_CN;
+use tls::TlsMaterial;
 use errors::ApiError;
 use tls::ClientIdentity;
 
@@ -38,6 +40,8 @@ pub struct HttpState {
     pub admin_hosts: HashSet<String>,
     /// The local client is trusted as this exact certificate, never by its CN.
     pub local_client_fingerprint: String,
+    /// Anonymous certificate requests per address.
+    pub anonymous_limit: limit::AnonymousLimit,
 }
 
 impl HttpState {
@@ -63,6 +67,7 @@ impl HttpState {
             trusted_hosts,
             admin_hosts: lower(&config.ca.admin_hosts),
             local_client_fingerprint,
+            anonymous_limit: limit::AnonymousLimit::new(config.ca.anonymous_requests_per_minute),
         }
     }
 

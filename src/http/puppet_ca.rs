@@ -183,6 +183,17 @@ async fn put_request(
             ApiError::BadRequest(format!("the CSR is larger than {MAX_CSR_BYTES} bytes")).into(),
         );
     }
+    if identity(&req).is_none() {
+        if let Some(address) = req.peer_addr().map(|a| a.ip()) {
+            if let Err(wait) = state.anonymous_limit.take(address) {
+                return Err(ApiError::TooManyRequests(
+                    format!("too many certificate requests from {address}; try again in {wait} s"),
+                    wait,
+                )
+                .into());
+            }
+        }
+    }
     state.authority.submit(&name, &body, &anyone(&req)).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
@@ -419,7 +430,10 @@ async fn renewal(
     state: web::Data<HttpState>,
 ) -> Result<HttpResponse, PlainError> {
     let actor = Actor::new(id.common_name.clone(), request_id(&req));
-    let cert = state.authority.renew(&id.common_name, &actor).await?;
+    let cert = state
+        .authority
+        .renew(&id.common_name, &id.fingerprint, &actor)
+        .await?;
     Ok(text(cert.cert_pem))
 }
 

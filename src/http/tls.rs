@@ -23,7 +23,15 @@ use rustls::{
 
 use crate::ca::issue::cert_info;
 use crate::ca::signer::SoftwareKey;
-use crate::startup::datadir::TlsMaterial;
+
+/// What the HTTPS server needs, read from the data directory (or configured files).
+pub struct TlsMaterial {
+    /// Leaf first, as DER.
+    pub server_chain: Vec<Vec<u8>>,
+    pub server_key_pem: String,
+    /// CA certificates whose client certificates are accepted, as DER.
+    pub client_roots: Vec<Vec<u8>>,
+}
 
 /// Who is on the other end of a connection, from a client certificate rustls verified.
 #[derive(Debug, Clone)]

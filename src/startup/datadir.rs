@@ -21,10 +21,8 @@ use crate::pem;
 use crate::store::{CaCertificate, CaIdentity, Store};
 use crate::timefmt;
 
-/// The CN of the client certificate the service always trusts (the local CLI's).
-pub const LOCAL_CLIENT_CN: &str = "autosign-proxy-local-client";
-/// The CN of the service's own generated TLS certificate.
-pub const SERVICE_CN: &str = "autosign-proxy";
+pub use crate::domain::certname::{LOCAL_CLIENT_CN, SERVICE_CN};
+pub use crate::http::tls::TlsMaterial;
 
 const DAY: i64 = 86_400;
 /// puppetserver's defaults: CA 15 years, agents 5 years, all backdated one day.
@@ -107,15 +105,6 @@ impl std::error::Error for StateError {}
 
 fn err(context: &str, e: impl fmt::Display) -> StateError {
     StateError(format!("{context}: {e}"))
-}
-
-/// What the HTTPS server needs, read from the data directory (or configured files).
-pub struct TlsMaterial {
-    /// Leaf first, as DER.
-    pub server_chain: Vec<Vec<u8>>,
-    pub server_key_pem: String,
-    /// CA certificates whose client certificates are accepted, as DER.
-    pub client_roots: Vec<Vec<u8>>,
 }
 
 /// Create what is missing, reuse what is there, and say what is being generated.
@@ -410,7 +399,7 @@ async fn issue_local_cert(
         ))
         .details(serde_json::json!({ "serial": serial, "fingerprint": cert.fingerprint }));
     store
-        .ca_add_certificate(&cert, cert_status_json(&cert), event)
+        .ca_add_certificate(&cert, cert_status_json(&cert), true, event)
         .await
         .map_err(|e| err(&format!("recording the certificate of {cn}"), e))?;
     write_file(key_path, key_pem.as_bytes(), 0o600)?;

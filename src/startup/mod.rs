@@ -155,13 +155,13 @@ pub async fn start(
     )?;
     // The CRL the server checks client certificates against follows the store: a
     // revocation by this process, the CLI or another replica applies within a second.
-    let crl = authority.crl_der().await.map_err(|e| e.to_string())?;
-    server.verifier.set_crls(vec![crl.1])?;
+    let crls = client_crls(&config, &authority).await?;
+    server.verifier.set_crls(crls.all())?;
     actix_web::rt::spawn(follow_crl(
         store.clone(),
         server.verifier.clone(),
         authority.clone(),
-        crl.0,
+        crls,
     ));
     let hooks = config
         .webhooks
@@ -182,11 +182,84 @@ pub async fn start(
     })
 }
 
+/// The CRLs client certificates are checked against: ours from the store, and the
+/// configured CRL files of other client CAs, each reloaded when it changes.
+struct ClientCrls {
+    number: u64,
+    ours: Vec<u8>,
+    /// Entries of our CRL, to notice revocations it does not list yet.
+    listed: usize,
+    files: Vec<CrlFile>,
+}
+
+struct CrlFile {
+    path: std::path::PathBuf,
+    modified: Option<std::time::SystemTime>,
+    crls: Vec<Vec<u8>>,
+}
+
+impl CrlFile {
+    /// Read the file if it changed since the last read; `Ok(true)` when it did.
+    fn refresh(&mut self) -> Result<bool, String> {
+        let modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        if self.modified == Some(modified) {
+            return Ok(false);
+        }
+        let text = std::fs::read_to_string(&self.path)
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        self.crls = crate::ca::crl::decode_crl_chain(&text)
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        self.modified = Some(modified);
+        Ok(true)
+    }
+}
+
+impl ClientCrls {
+    fn all(&self) -> Vec<Vec<u8>> {
+        std::iter::once(self.ours.clone())
+            .chain(self.files.iter().flat_map(|f| f.crls.iter().cloned()))
+            .collect()
+    }
+
+    fn set_ours(&mut self, number: u64, der: Vec<u8>) {
+        self.listed = crate::ca::crl::crl_info(&der)
+            .map(|i| i.revoked.len())
+            .unwrap_or(0);
+        self.number = number;
+        self.ours = der;
+    }
+}
+
+/// Our CRL and the configured ones, read once at start: a configured CRL file that
+/// cannot be read is a start-up error, not a silently unchecked issuer.
+async fn client_crls(config: &Config, authority: &Authority) -> Result<ClientCrls, String> {
+    let (number, der) = authority.crl_der().await.map_err(|e| e.to_string())?;
+    let mut crls = ClientCrls {
+        number: 0,
+        ours: Vec::new(),
+        listed: 0,
+        files: Vec::new(),
+    };
+    crls.set_ours(number, der);
+    for path in &config.tls.client_crl {
+        let mut file = CrlFile {
+            path: path.clone(),
+            modified: None,
+            crls: Vec::new(),
+        };
+        file.refresh().map_err(|e| format!("tls.client_crl: {e}"))?;
+        crls.files.push(file);
+    }
+    Ok(crls)
+}
+
 async fn follow_crl(
     store: Arc<dyn Store>,
     verifier: Arc<ClientVerifier>,
     authority: Arc<Authority>,
-    mut number: u64,
+    mut crls: ClientCrls,
 ) {
     let ours = datadir::ca_identity_of(authority.signing_cert_der());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -194,17 +267,48 @@ async fn follow_crl(
         tick.tick().await;
         // Another replica may have imported or regenerated the CA: then this one must
         // not sign with its (old) key any more.
-        match store.ca_identity().await {
-            Ok(owner) => authority.set_fenced(owner.as_ref() != Some(&ours)),
-            Err(e) => tracing::warn!(error = %e, "cannot read the CA identity"),
+        let fenced = match store.ca_identity().await {
+            Ok(owner) => {
+                let fenced = owner.as_ref() != Some(&ours);
+                authority.set_fenced(fenced);
+                fenced
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the CA identity");
+                true
+            }
+        };
+        // A revocation recorded but not yet published (a crash between the two, a
+        // retried clean) is published now.
+        if !fenced {
+            if let Err(e) = authority.reconcile_crl(crls.listed).await {
+                tracing::warn!(error = %e, "cannot reconcile the CRL with the revocations");
+            }
         }
+        let mut changed = false;
         match store.ca_crl().await {
-            Ok(Some((n, der))) if n != number => match verifier.set_crls(vec![der]) {
-                Ok(()) => number = n,
-                Err(e) => tracing::error!(error = %e, "cannot load CRL {n} into the TLS verifier"),
-            },
+            Ok(Some((n, der))) if n != crls.number => {
+                crls.set_ours(n, der);
+                changed = true;
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot read the CRL"),
+        }
+        for file in &mut crls.files {
+            match file.refresh() {
+                Ok(true) => {
+                    tracing::info!(path = %file.path.display(), "client CA CRL reloaded");
+                    changed = true;
+                }
+                Ok(false) => {}
+                // The last good copy stays in force.
+                Err(e) => tracing::error!(error = %e, "cannot reload a client CA CRL"),
+            }
+        }
+        if changed {
+            if let Err(e) = verifier.set_crls(crls.all()) {
+                tracing::error!(error = %e, "cannot load the CRLs into the TLS verifier");
+            }
         }
     }
 }

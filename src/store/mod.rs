@@ -292,11 +292,15 @@ pub trait CaStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 
     /// Record an issued certificate and drop the certname's pending request, in one
-    /// transaction with its event.
+    /// transaction with its event. A name holds one live certificate, which the database
+    /// enforces: with `replace_live` (a renewal, or a duplicate the operator allows) the
+    /// current one is superseded in the same transaction; without it, a live one makes this
+    /// a `Conflict` with puppetserver's message and nothing is written.
     async fn ca_add_certificate(
         &self,
         cert: &CaCertificate,
         status_json: Option<String>,
+        replace_live: bool,
         event: NewEvent,
     ) -> Result<(), StoreError>;
 
@@ -310,8 +314,10 @@ pub trait CaStore: Send + Sync {
     /// Every current (not cleaned) certificate, by certname.
     async fn ca_certificates(&self) -> Result<Vec<CaCertificate>, StoreError>;
 
-    /// Revoke the certname's current certificate; `None` if it has none. Revoking a
-    /// revoked certificate changes nothing and returns its serial.
+    /// Revoke every unrevoked certificate of the certname (its current one, those it
+    /// superseded, those forgotten without revocation), with one event; returns the
+    /// newest serial of the name, `None` if it never had a certificate. Revoking a revoked
+    /// certificate changes nothing and returns its serial.
     async fn ca_revoke(
         &self,
         certname: &str,
@@ -343,6 +349,9 @@ pub trait CaStore: Send + Sync {
     /// Every revocation, for the CRL.
     async fn ca_revocations(&self) -> Result<Vec<Revocation>, StoreError>;
 
+    /// How many revocations there are: a CRL listing fewer is out of date.
+    async fn ca_revocation_count(&self) -> Result<u64, StoreError>;
+
     /// Hand out the next CRL number; numbers only grow.
     async fn ca_next_crl_number(&self) -> Result<u64, StoreError>;
 
@@ -369,6 +378,10 @@ pub trait CaStore: Send + Sync {
 pub trait AdminStore: Send + Sync {
     /// A consistent copy of the whole database at `path` (a new file).
     async fn backup_to(&self, path: &std::path::Path) -> Result<(), StoreError>;
+
+    /// Whether the store can still record decisions: `Err` when it cannot (a writer that
+    /// died, a database that does not answer). Health checks report this.
+    async fn health(&self) -> Result<(), StoreError>;
 }
 
 /// Everything a backend stores, by aggregate; the rest of the code holds an

@@ -64,6 +64,18 @@ pub(crate) const REQUEST_COLUMNS: &str = request_column_list!();
 
 pub(crate) const CERT_COLUMNS: &str = cert_column_list!();
 
+/// A new live certificate of `$2` supersedes the one it replaces (at `$1`). Numbered in
+/// order of appearance: SQLite binds `$N` by position of first appearance.
+pub(crate) const SUPERSEDE_LIVE: &str = "UPDATE ca_certificates SET superseded_at = $1 \
+     WHERE certname = $2 AND revoked_at IS NULL AND cleaned_at IS NULL AND superseded_at IS NULL";
+
+/// puppetserver's answer when a name already holds a live certificate.
+pub(crate) fn already_signed(certname: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "{certname} already has a signed certificate; ignoring certificate request"
+    ))
+}
+
 /// A certificate with its cached status JSON: `$1`–`$9` in `CERT_COLUMNS` order, `$10`.
 pub(crate) const INSERT_CERTIFICATE: &str = concat!(
     "INSERT INTO ",
@@ -296,7 +308,7 @@ mod tests {
         assert_eq!(args.len(), 8);
         assert_eq!(args.last(), Some(&Arg::Int(1000)));
         assert!(sql.ends_with("ORDER BY id ASC LIMIT $8"), "{sql}");
-        for sql in [INSERT_CERTIFICATE, INSERT_REQUEST] {
+        for sql in [INSERT_CERTIFICATE, INSERT_REQUEST, SUPERSEDE_LIVE] {
             assert!(numbered_in_order(sql), "{sql}");
         }
         assert!(!numbered_in_order("SELECT $2, $1"));

@@ -390,6 +390,7 @@ async fn a_revocation_is_recorded_once_and_listed(f: Fixture) {
         .ca_add_certificate(
             &certificate(7, "web.example.com"),
             Some("{}".into()),
+            false,
             event(1000),
         )
         .await
@@ -451,7 +452,7 @@ async fn the_current_certificate_is_the_newest(f: Fixture) {
         (9, "b.example.com"),
     ] {
         store
-            .ca_add_certificate(&certificate(serial, name), None, event(1000))
+            .ca_add_certificate(&certificate(serial, name), None, true, event(1000))
             .await
             .unwrap();
     }
@@ -490,7 +491,7 @@ async fn the_current_certificate_is_the_newest(f: Fixture) {
         Some(request.clone())
     );
     store
-        .ca_add_certificate(&certificate(11, "c.example.com"), None, event(1000))
+        .ca_add_certificate(&certificate(11, "c.example.com"), None, false, event(1000))
         .await
         .unwrap();
     assert!(
@@ -518,7 +519,7 @@ async fn the_ca_identity_is_claimed_once_and_cleared_by_a_reset(f: Fixture) {
         "the first claim holds"
     );
     f.store
-        .ca_add_certificate(&certificate(2, "x.example.com"), None, event(1000))
+        .ca_add_certificate(&certificate(2, "x.example.com"), None, false, event(1000))
         .await
         .unwrap();
     let reset = NewEvent::new(1002, "ca_regenerated", &Actor::new("t", None));
@@ -531,11 +532,16 @@ on_both!(an_import_over_foreign_state_writes_nothing);
 async fn an_import_over_foreign_state_writes_nothing(f: Fixture) {
     let store = f.store.as_ref();
     store
-        .ca_add_certificate(&certificate(2, "own.example.com"), None, event(1000))
+        .ca_add_certificate(&certificate(2, "own.example.com"), None, false, event(1000))
         .await
         .unwrap();
     store
-        .ca_add_certificate(&certificate(3, "agent.example.com"), None, event(1000))
+        .ca_add_certificate(
+            &certificate(3, "agent.example.com"),
+            None,
+            false,
+            event(1000),
+        )
         .await
         .unwrap();
     let import = CaImport {
@@ -801,6 +807,7 @@ fn sqlite_state_migrates_to_postgres_and_back() {
             .ca_add_certificate(
                 &certificate(serial, "used.example.com"),
                 Some("{\"s\":1}".into()),
+                false,
                 event(1002),
             )
             .await
@@ -898,5 +905,213 @@ fn sqlite_state_migrates_to_postgres_and_back() {
             pg.backup_to(&backup).await.is_err(),
             "never overwrites a file"
         );
+    });
+}
+
+on_both!(a_name_holds_one_live_certificate_whoever_inserts);
+async fn a_name_holds_one_live_certificate_whoever_inserts(f: Fixture) {
+    // 32 certificates for one name, at once, through two stores (two replicas): the
+    // database keeps one; the others are refused with puppetserver's message.
+    let other = f.another().await;
+    let store = f.store.as_ref();
+    let attempts = (0..32u64).map(|i| {
+        let s: &dyn Store = if i % 2 == 0 { store } else { other.as_ref() };
+        async move {
+            s.ca_add_certificate(
+                &certificate(100 + i, "twin.example.com"),
+                None,
+                false,
+                event(1000),
+            )
+            .await
+        }
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| matches!(
+        e,
+        StoreError::Conflict(m) if m == "twin.example.com already has a signed certificate; ignoring certificate request"
+    )));
+    let live: Vec<_> = store
+        .ca_certificates()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.certname == "twin.example.com")
+        .collect();
+    assert_eq!(live.len(), 1);
+
+    // A replacement supersedes; revoking the name revokes both.
+    store
+        .ca_add_certificate(
+            &certificate(200, "twin.example.com"),
+            None,
+            true,
+            event(1001),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .ca_certificate("twin.example.com")
+            .await
+            .unwrap()
+            .map(|c| c.serial),
+        Some(200)
+    );
+    let before = store.ca_revocation_count().await.unwrap();
+    assert_eq!(
+        store
+            .ca_revoke("twin.example.com", 1100, 1, event(1100))
+            .await
+            .unwrap(),
+        Some(200)
+    );
+    assert_eq!(store.ca_revocation_count().await.unwrap(), before + 2);
+    // Revoked, a new certificate for the name may be issued again.
+    store
+        .ca_add_certificate(
+            &certificate(300, "twin.example.com"),
+            None,
+            false,
+            event(1200),
+        )
+        .await
+        .unwrap();
+}
+
+#[test]
+fn sqlite_on_a_full_disk_keeps_what_it_acknowledged_and_nothing_else() {
+    run(Backend::Sqlite, "full-disk", |f| async move {
+        let sqlite = SqliteStore::open(&f.sqlite_path).await.unwrap();
+        sqlite.limit_pages(40).await.unwrap();
+        let sqlite = Arc::new(sqlite);
+        // Concurrent writers (so batches hold several jobs) until the disk is full.
+        let padding = "x".repeat(3000);
+        let mut attempts = Vec::new();
+        for round in 0..20 {
+            let writes = (0..16).map(|i| {
+                let store = sqlite.clone();
+                let message = format!("event {round}-{i} {padding}");
+                async move {
+                    let e = NewEvent::new(1000, kind::TOKEN_ISSUED, &Actor::new("t", None))
+                        .certname(format!("h{round}-{i}.example.com"))
+                        .message(message);
+                    (
+                        format!("h{round}-{i}.example.com"),
+                        store.record_event(e).await,
+                    )
+                }
+            });
+            attempts.extend(futures_util::future::join_all(writes).await);
+        }
+        let acknowledged: Vec<&String> = attempts
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(n, _)| n)
+            .collect();
+        let refused: Vec<&String> = attempts
+            .iter()
+            .filter(|(_, r)| r.is_err())
+            .map(|(n, _)| n)
+            .collect();
+        assert!(!acknowledged.is_empty(), "some writes fit");
+        assert!(!refused.is_empty(), "the disk filled up");
+        // Reopen without the limit: exactly the acknowledged events are there.
+        drop(sqlite);
+        let reopened = SqliteStore::open(&f.sqlite_path).await.unwrap();
+        let stored: std::collections::HashSet<String> = reopened
+            .list_events(&EventFilter {
+                kind: Some(kind::TOKEN_ISSUED.into()),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| e.certname)
+            .collect();
+        for name in &acknowledged {
+            assert!(stored.contains(*name), "acknowledged but lost: {name}");
+        }
+        for name in &refused {
+            assert!(!stored.contains(*name), "refused but kept: {name}");
+        }
+        // The store still works once there is room.
+        reopened.record_event(event(2000)).await.unwrap();
+        reopened.health().await.unwrap();
+    });
+}
+
+#[test]
+fn sqlite_fails_a_whole_batch_that_sqlite_rolled_back() {
+    // SQLite rolls a transaction back by itself after some errors. A job doing exactly
+    // that in the middle of a batch: the jobs before it lost their changes and the jobs
+    // after it must not run in autocommit; every caller hears the truth.
+    run(Backend::Sqlite, "rolled-back", |f| async move {
+        let sqlite = Arc::new(SqliteStore::open(&f.sqlite_path).await.unwrap());
+        // Hold the writer so the next jobs queue up into one batch.
+        let slow = {
+            let s = sqlite.clone();
+            tokio::spawn(async move {
+                s.write_job(|_| {
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    Ok(())
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let write = |name: &'static str| {
+            let s = sqlite.clone();
+            tokio::spawn(async move {
+                let e =
+                    NewEvent::new(1000, kind::TOKEN_ISSUED, &Actor::new("t", None)).certname(name);
+                (name, s.record_event(e).await.is_ok())
+            })
+        };
+        let before = write("before.example.com");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let rollback = {
+            let s = sqlite.clone();
+            tokio::spawn(async move {
+                s.write_job(|conn| {
+                    conn.execute_batch("ROLLBACK")
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let after = write("after.example.com");
+        slow.await.unwrap().unwrap();
+        assert!(rollback.await.unwrap().is_err());
+        let outcomes = [before.await.unwrap(), after.await.unwrap()];
+        let stored: std::collections::HashSet<String> = sqlite
+            .list_events(&EventFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| e.certname)
+            .collect();
+        for (name, acknowledged) in outcomes {
+            assert_eq!(
+                stored.contains(name),
+                acknowledged,
+                "{name}: acknowledged {acknowledged}, stored {}",
+                stored.contains(name)
+            );
+            assert!(!acknowledged, "{name}: the batch was rolled back as one");
+        }
+        // The writer goes on with the next batch.
+        sqlite.record_event(event(2000)).await.unwrap();
+        sqlite.health().await.unwrap();
     });
 }

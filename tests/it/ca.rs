@@ -664,7 +664,13 @@ fn kill_dash_nine_during_signing_loses_nothing_and_reuses_no_serial() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(700));
+    // Kill once the clients are well into the load, whatever this machine's speed.
+    let started = std::time::Instant::now();
+    while next.load(std::sync::atomic::Ordering::SeqCst) < 120
+        && started.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let received: Vec<(String, Vec<u8>)> = clients

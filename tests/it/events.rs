@@ -253,6 +253,11 @@ fn suspicious_requests_raise_alerts_and_history_tells_the_story() {
         "one alert per burst: {certnames:?}"
     );
 
+    // The stolen token was revoked when the thief's request exposed it: the owner's
+    // build gets a new one.
+    let csr = openssl_csr(&CsrOpts::new("owner.example.com").challenge(&token));
+    assert_eq!(validate(&mut c, None, &csr).status, 404);
+    let token = foreman_token(&mut c, "owner.example.com");
     let csr = openssl_csr(&CsrOpts::new("owner.example.com").challenge(&token));
     assert_eq!(validate(&mut c, None, &csr).status, 200);
     let history = json(&c.api().history("owner.example.com"));
@@ -262,7 +267,17 @@ fn suspicious_requests_raise_alerts_and_history_tells_the_story() {
         .iter()
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["token_issued", "decision"], "oldest first");
+    assert_eq!(
+        kinds,
+        [
+            "token_issued",
+            "token_revoked", // exposed by the thief's refused request
+            "decision",
+            "token_issued",
+            "decision"
+        ],
+        "oldest first"
+    );
     let since = json(&c.api().events(&[("since", "2999-01-01T00:00:00Z")]));
     assert_eq!(since["events"].as_array().unwrap().len(), 0);
     assert_eq!(c.api().events(&[("since", "yesterday")]).status, 400);

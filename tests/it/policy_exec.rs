@@ -104,6 +104,10 @@ fn reads_its_settings_from_the_config_file_puppetserver_cannot_pass_flags() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("certname_mismatch"));
+    // That refusal exposed the token, so it was revoked: the agent gets a new one.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("was revoked"));
+    let token = foreman_token(&mut c, "agent02.example.com");
+    let csr = openssl_csr(&CsrOpts::new("agent02.example.com").challenge(&token));
     let (out, _) = run_policy(
         &["agent02.example.com"],
         &[("AUTOSIGN_POLICY_CONFIG", &conf)],

@@ -327,6 +327,12 @@ fn csrs_built_by_puppets_ruby_code_are_read_as_puppet_writes_them() {
     .unwrap();
     let resp = validate(&mut c, Some("alts.example.com"), csr.as_bytes());
     assert_eq!(json(&resp)["reason"], "alt_name_not_allowed");
+    // The refused CSR exposed the token (pending CSRs are readable): it was revoked.
+    assert!(json(&resp)["message"]
+        .as_str()
+        .unwrap()
+        .contains("was revoked"));
+    let token = foreman_token(&mut c, "alts.example.com");
 
     // puppetserver hands the policy the raw request body: text around the PEM, CRLF.
     let csr = puppet::puppet_ruby_csr(&dir, "alts.example.com", Some(&token), None, &[]).unwrap();

@@ -622,3 +622,68 @@ fn a_database_restart_under_load_gives_503s_then_recovers_without_a_restart() {
         200
     );
 }
+
+#[test]
+fn thirty_two_requests_for_one_name_over_two_replicas_get_one_certificate() {
+    let db = ScratchDatabase::create("replicas_twins").unwrap();
+    let a = Replica::start("twins-a", &db.url, "true", None);
+    let b = Replica::start("twins-b", &db.url, "true", Some(&a.dir));
+    let name = "twin.example.com";
+    let barrier = Arc::new(Barrier::new(32));
+    let threads: Vec<_> = (0..32)
+        .map(|i| {
+            let (url, dir) = if i % 2 == 0 {
+                (a.url(), a.dir.clone())
+            } else {
+                (b.url(), b.dir.clone())
+            };
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                // A key of its own per request, made before the start line.
+                use autosign_proxy::ca::request::{build_csr, CsrSpec};
+                use autosign_proxy::ca::signer::{KeyAlgorithm, SoftwareKey};
+                let key = SoftwareKey::generate(KeyAlgorithm::EcP256).unwrap();
+                let spec = CsrSpec {
+                    common_name: name,
+                    challenge_password: None,
+                    subject_alt_names: &[],
+                    extensions: &[],
+                    version: 0,
+                };
+                let csr = autosign_proxy::pem::encode(
+                    "CERTIFICATE REQUEST",
+                    &build_csr(&key, &spec).unwrap(),
+                );
+                let mut conn = connect(&url, &dir).unwrap();
+                barrier.wait();
+                let resp = conn.ca().submit(name, csr.as_bytes());
+                (resp.status, resp.text())
+            })
+        })
+        .collect();
+    let answers: Vec<(u16, String)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(
+        answers.iter().filter(|(s, _)| *s == 200).count(),
+        1,
+        "{answers:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .filter(|(s, _)| *s != 200)
+            .all(|(s, t)| *s == 400 && t.contains("already has a")),
+        "puppetserver's refusal for the rest: {answers:?}"
+    );
+    use autosign_proxy::store::CaStore;
+    let store = store_of(&db.url);
+    let live: Vec<_> = block_on(store.ca_certificates())
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.certname == name && c.revoked_at.is_none())
+        .collect();
+    assert_eq!(
+        live.len(),
+        1,
+        "one certificate for the name in the database"
+    );
+}

@@ -38,6 +38,21 @@ fn cli(svc: &Service, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// The CLI with `[ca] allow_duplicate_certs = true`, as the service's config would say.
+fn cli_allowing_duplicates(svc: &Service, args: &[&str]) -> std::process::Output {
+    let conf = svc.dir.root.join("duplicates.toml");
+    std::fs::write(&conf, "[ca]\nallow_duplicate_certs = true\n").unwrap();
+    Command::new(proxy_bin())
+        .arg("--config")
+        .arg(&conf)
+        .arg("--data-dir")
+        .arg(&svc.dir.root)
+        .args(args)
+        .env_remove("AUTOSIGN_PROXY_CONFIG")
+        .output()
+        .unwrap()
+}
+
 /// Write an agent's certificate next to the shared EC test key, for a client to present.
 fn agent_files(dir: &Path, name: &str, cert_pem: &str) -> (PathBuf, PathBuf) {
     let cert = dir.join(format!("{name}.pem"));
@@ -182,7 +197,7 @@ fn the_local_client_is_a_certificate_not_a_name() {
     // An operator signs a second certificate for the local client's CN (explicitly).
     let name = "autosign-proxy-local-client";
     assert_eq!(put_csr(&mut c, name, &ec_csr(name)).0, 200);
-    let out = cli(
+    let out = cli_allowing_duplicates(
         &svc,
         &["ca", "sign", "--certname", name, "--allow-reserved-name"],
     );
@@ -480,4 +495,559 @@ fn what_the_rules_allowed_is_what_the_certificate_gets() {
         assert!(!out.status.success(), "{n} signed with {san}");
         assert!(certificate(&mut c, n).is_none());
     }
+}
+
+/// A CSR for `name` with a key of its own (so concurrent requests are distinct).
+fn own_key_csr(name: &str) -> Vec<u8> {
+    use autosign_proxy::ca::request::{build_csr, CsrSpec};
+    use autosign_proxy::ca::signer::{KeyAlgorithm, SoftwareKey};
+    let key = SoftwareKey::generate(KeyAlgorithm::EcP256).unwrap();
+    let spec = CsrSpec {
+        common_name: name,
+        challenge_password: None,
+        subject_alt_names: &[],
+        extensions: &[],
+        version: 0,
+    };
+    autosign_proxy::pem::encode("CERTIFICATE REQUEST", &build_csr(&key, &spec).unwrap())
+        .into_bytes()
+}
+
+#[test]
+fn simultaneous_requests_for_one_name_get_one_certificate() {
+    let svc = Service::start_with("trust-dup", |c| c.ca.autosign = AutosignMode::Always);
+    let name = "twin.example.com";
+    let csrs: Vec<Vec<u8>> = (0..8).map(|_| own_key_csr(name)).collect();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let threads: Vec<_> = csrs
+        .into_iter()
+        .map(|csr| {
+            let mut c = svc.client();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                put_csr(&mut c, name, &csr)
+            })
+        })
+        .collect();
+    let answers: Vec<(u16, String)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(
+        answers.iter().filter(|(s, _)| *s == 200).count(),
+        1,
+        "{answers:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .filter(|(s, _)| *s != 200)
+            .all(|(s, b)| *s == 400 && b.contains("already has a")),
+        "the others get puppetserver's refusal: {answers:?}"
+    );
+    let store = svc.store();
+    use autosign_proxy::store::CaStore;
+    let live: Vec<_> = block_on(store.ca_certificates())
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.certname == name)
+        .collect();
+    assert_eq!(live.len(), 1, "one certificate for the name");
+}
+
+#[test]
+fn revoking_a_name_revokes_every_certificate_it_ever_had() {
+    // allow_duplicate_certs: a second certificate supersedes the first, which stays valid
+    // until the name is revoked; then both are on the CRL and both refused.
+    let svc = Service::start_with("trust-revoke-all", |c| {
+        c.ca.autosign = AutosignMode::Always;
+        c.ca.allow_duplicate_certs = true;
+    });
+    let mut c = svc.client();
+    let name = "dup.example.com";
+    let dir = temp_dir("trust-revoke-all-files");
+    let mut holders = Vec::new();
+    for i in 0..2 {
+        let key = dir.join(format!("{i}.key"));
+        assert!(Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out"
+            ])
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success());
+        let out = Command::new("openssl")
+            .args(["req", "-new", "-subj", &format!("/CN={name}"), "-key"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert_eq!(put_csr(&mut c, name, &out.stdout).0, 200);
+        let pem = certificate(&mut c, name).unwrap();
+        let cert = dir.join(format!("{i}.pem"));
+        std::fs::write(&cert, &pem).unwrap();
+        holders.push((cert, key));
+    }
+    assert_ne!(
+        std::fs::read(&holders[0].0).unwrap(),
+        std::fs::read(&holders[1].0).unwrap(),
+        "two certificates"
+    );
+    for h in &holders {
+        let mut holder = svc.client_with(Some(h.clone()));
+        assert_eq!(holder.ca().ca_bundle().status, 200);
+    }
+    assert!(cli(&svc, &["ca", "clean", "--certname", name])
+        .status
+        .success());
+    std::thread::sleep(Duration::from_millis(1500));
+    for h in &holders {
+        let files = autosign_policy::TlsFiles {
+            ca_file: svc.dir.ca_bundle(),
+            cert: Some(h.0.clone()),
+            key: Some(h.1.clone()),
+        };
+        let conn = Connection::connect(
+            &svc.url(),
+            autosign_policy::client_config(&files).unwrap(),
+            Duration::from_secs(5),
+        );
+        let refused = match conn {
+            Err(_) => true,
+            Ok(mut conn) => match conn.try_ca().ca_bundle() {
+                Ok(resp) => resp.status == 403,
+                Err(_) => true,
+            },
+        };
+        assert!(refused, "{} still authenticates", h.0.display());
+    }
+}
+
+#[test]
+fn a_revocation_recorded_without_its_crl_is_published_anyway() {
+    // As a process that died between committing a revocation and publishing the CRL:
+    // the revocation is written to the store directly, no CRL is built.
+    let svc = Service::start_with("trust-crl-reconcile", |c| {
+        c.ca.autosign = AutosignMode::Never;
+    });
+    let mut c = svc.client();
+    let name = "crashed.example.com";
+    let _files = signed_agent(&svc, &mut c, name);
+    let serial = status(&mut c, name)["serial_number"].as_u64().unwrap();
+    let store = svc.store();
+    use autosign_proxy::store::CaStore;
+    let event = autosign_proxy::domain::event::NewEvent::new(
+        autosign_proxy::timefmt::now(),
+        "certificate_revoked",
+        &autosign_proxy::domain::event::Actor::new("crashed-process", None),
+    );
+    block_on(store.ca_revoke(name, autosign_proxy::timefmt::now(), 1, event)).unwrap();
+    let started = Instant::now();
+    loop {
+        let crl = c.ca().crl();
+        let info = autosign_proxy::ca::crl::crl_info(
+            &autosign_proxy::ca::crl::decode_crl_chain(&crl.text()).unwrap()[0],
+        )
+        .unwrap();
+        let serials: Vec<u64> = info
+            .revoked
+            .iter()
+            .map(|r| r.serial.iter().fold(0u64, |n, b| (n << 8) | u64::from(*b)))
+            .collect();
+        if serials.contains(&serial) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "serial {serial} not published: {serials:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_token_lifetime_is_exact_to_the_second() {
+    let svc = Service::start("trust-ttl");
+    let mut c = svc.client();
+    let resp = c
+        .api()
+        .create_token(br#"{"certname":"quick.example.com","ttl":"1s"}"#);
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let token = json(&resp)["token"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(2100));
+    let csr = openssl_csr(&CsrOpts::new("quick.example.com").challenge(&token));
+    let resp = validate(&mut c, None, &csr);
+    assert_eq!(json(&resp)["reason"], "token_expired", "{}", resp.text());
+    // Overflowing lifetimes are a clear 400.
+    for ttl in [r#""9223372036854775807d""#, "9223372036854775807"] {
+        let body = format!(r#"{{"certname":"quick.example.com","ttl":{ttl}}}"#);
+        let resp = c.api().create_token(body.as_bytes());
+        assert_eq!(resp.status, 400, "{ttl}: {}", resp.text());
+    }
+    let resp = c
+        .foreman()
+        .create_autosign("quick.example.com", Some("9223372036854775807"));
+    assert_eq!(resp.status, 400, "{}", resp.text());
+}
+
+#[test]
+fn weak_and_unsupported_keys_are_refused_for_what_they_are() {
+    let svc = Service::start_with("trust-keys", |c| c.ca.autosign = AutosignMode::Always);
+    let mut c = svc.client();
+    let dir = temp_dir("trust-keys-files");
+    for (name, genpkey) in [
+        (
+            "rsa1024.example.com",
+            &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"][..],
+        ),
+        ("ed25519.example.com", &["-algorithm", "ED25519"][..]),
+    ] {
+        let key = dir.join(format!("{name}.key"));
+        assert!(Command::new("openssl")
+            .arg("genpkey")
+            .args(genpkey)
+            .arg("-out")
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success());
+        let out = Command::new("openssl")
+            .args(["req", "-new", "-subj", &format!("/CN={name}"), "-key"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let (code, body) = put_csr(&mut c, name, &out.stdout);
+        assert_eq!(code, 400, "{name}: {body}");
+        assert!(
+            !body.contains("does not correspond"),
+            "{name}: the real reason, not a mismatch: {body}"
+        );
+        assert!(
+            body.contains("1024") || body.to_lowercase().contains("ed25519"),
+            "{name}: {body}"
+        );
+    }
+}
+
+#[test]
+fn hostile_strings_stay_on_their_log_line() {
+    let dir = temp_dir("trust-log");
+    let port = free_port();
+    let log_path = dir.join("serve.log");
+    let mut child = Command::new(proxy_bin())
+        .args(["serve", "--data-dir"])
+        .arg(dir.join("data"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("AUTOSIGN_PROXY_CONFIG")
+        .env("AUTOSIGN_PROXY_CA_KEY_ALGORITHM", "ec-p256")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let data = dir.join("data");
+    let started = Instant::now();
+    let mut c = loop {
+        let files = autosign_policy::TlsFiles {
+            ca_file: data.join("tls/ca.pem"),
+            cert: Some(data.join("tls/client.pem")),
+            key: Some(data.join("tls/client.key")),
+        };
+        let conn = autosign_policy::client_config(&files)
+            .map_err(|e| e.to_string())
+            .and_then(|config| {
+                Connection::connect(
+                    &format!("https://127.0.0.1:{port}"),
+                    config,
+                    Duration::from_secs(5),
+                )
+                .map_err(|e| e.to_string())
+            });
+        match conn {
+            Ok(conn) => break conn,
+            Err(e) => {
+                assert!(started.elapsed() < Duration::from_secs(30), "{e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+    let csr = ec_csr("web01.example.com");
+    // Raw: the certname is hostile bytes, spelled out here exactly as they go on the wire.
+    let resp = c.raw(
+        "POST",
+        "/puppet/ca/validate?certname=web01%0AFORGED%20decision%3Dapproved",
+        &[("Accept", "application/json")],
+        &csr,
+    );
+    assert_eq!(resp.status, 404);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("FORGED"), "the attempt is logged: {log}");
+    assert!(
+        !log.lines().any(|l| l.starts_with("FORGED")),
+        "a client's newline never starts a log line: {log}"
+    );
+}
+
+#[test]
+fn anonymous_submissions_are_limited_per_address() {
+    let svc = Service::start_with("trust-limit", |c| {
+        c.ca.autosign = AutosignMode::Never;
+        c.ca.anonymous_requests_per_minute = 5;
+    });
+    let mut agent = svc.client_with(None);
+    for i in 0..5 {
+        let name = format!("flood{i}.example.com");
+        assert_eq!(put_csr(&mut agent, &name, &ec_csr(&name)).0, 200);
+    }
+    let resp = agent
+        .ca()
+        .submit("flood5.example.com", &ec_csr("flood5.example.com"));
+    assert_eq!(resp.status, 429, "{}", resp.text());
+    let retry: u64 = resp
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+        .map(|(_, v)| v.parse().unwrap())
+        .expect("Retry-After");
+    assert!((1..=12).contains(&retry), "{retry}");
+    // Nothing was stored for the refused one; an authenticated client is not limited.
+    let mut c = svc.client();
+    let resp = c.ca().request("flood5.example.com");
+    assert_eq!(resp.status, 404);
+    assert_eq!(
+        put_csr(&mut c, "flood6.example.com", &ec_csr("flood6.example.com")).0,
+        200
+    );
+}
+
+#[test]
+fn a_squatters_request_gives_way_to_the_host_with_its_token() {
+    let svc = Service::start("trust-squat");
+    let mut c = svc.client();
+    let name = "web42.example.com";
+    // Someone submits the predictable name first, without a token (or with a bogus one).
+    let mut squatter = svc.client_with(None);
+    let bogus = openssl_csr(
+        &CsrOpts::new(name)
+            .key(KeyType::EcP256)
+            .challenge("NotARealToken0000"),
+    );
+    assert_eq!(put_csr(&mut squatter, name, &bogus).0, 200);
+    assert_eq!(status(&mut c, name)["state"], "requested");
+    // The host arrives with the token Foreman made for it.
+    let token = foreman_token(&mut c, name);
+    let csr = openssl_csr(&CsrOpts::new(name).key(KeyType::Rsa2048).challenge(&token));
+    let mut host = svc.client_with(None);
+    let (code, body) = put_csr(&mut host, name, &csr);
+    assert_eq!(code, 200, "{body}");
+    let pem = certificate(&mut host, name).expect("the host got its certificate");
+    assert!(pem.contains("BEGIN CERTIFICATE"));
+    let events = json(&c.api().events(&[("kind", "certificate_request_replaced")]));
+    assert_eq!(events["events"].as_array().unwrap().len(), 1, "{events}");
+    // Without a live token nobody replaces anybody.
+    let other = "web43.example.com";
+    assert_eq!(put_csr(&mut squatter, other, &ec_csr(other)).0, 200);
+    let (code, body) = put_csr(&mut host, other, &openssl_csr(&CsrOpts::new(other)));
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("already has a requested certificate"),
+        "{body}"
+    );
+}
+
+/// A CA of another PKI (say, the site's puppetserver CA) made with `openssl ca`, able to
+/// issue a client certificate, revoke it and write its CRL.
+struct ForeignCa {
+    dir: PathBuf,
+}
+
+impl ForeignCa {
+    fn new() -> ForeignCa {
+        let dir = temp_dir("foreign-ca");
+        std::fs::write(dir.join("index.txt"), "").unwrap();
+        std::fs::write(dir.join("serial"), "1000\n").unwrap();
+        std::fs::write(dir.join("crlnumber"), "1000\n").unwrap();
+        std::fs::write(
+            dir.join("ca.cnf"),
+            format!(
+                "[ca]\ndefault_ca = foreign\n[foreign]\ndir = {}\ndatabase = $dir/index.txt\nserial = $dir/serial\ncrlnumber = $dir/crlnumber\nnew_certs_dir = $dir\ncertificate = $dir/ca.pem\nprivate_key = $dir/ca.key\ndefault_md = sha256\ndefault_days = 30\ndefault_crl_days = 30\npolicy = any\ncopy_extensions = none\n[any]\ncommonName = supplied\n[client]\nbasicConstraints = CA:FALSE\nextendedKeyUsage = clientAuth\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let ok = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "30",
+                "-subj",
+                "/CN=Foreign Puppet CA",
+                "-keyout",
+            ])
+            .arg(dir.join("ca.key"))
+            .arg("-out")
+            .arg(dir.join("ca.pem"))
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let ca = ForeignCa { dir };
+        ca.write_crl();
+        ca
+    }
+
+    fn openssl_ca(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .arg("ca")
+            .arg("-config")
+            .arg(self.dir.join("ca.cnf"))
+            .args(["-batch"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A client certificate for `cn`: (cert, key).
+    fn issue(&self, cn: &str) -> (PathBuf, PathBuf) {
+        let key = self.dir.join(format!("{cn}.key"));
+        let csr = self.dir.join(format!("{cn}.csr"));
+        let cert = self.dir.join(format!("{cn}.pem"));
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                &format!("/CN={cn}"),
+                "-keyout",
+            ])
+            .arg(&key)
+            .arg("-out")
+            .arg(&csr)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.openssl_ca(&[
+            "-extensions",
+            "client",
+            "-in",
+            csr.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ]);
+        (cert, key)
+    }
+
+    fn revoke(&self, cert: &Path) {
+        self.openssl_ca(&["-revoke", cert.to_str().unwrap()]);
+        self.write_crl();
+    }
+
+    fn write_crl(&self) {
+        let tmp = self.dir.join("crl.tmp");
+        self.openssl_ca(&["-gencrl", "-out", tmp.to_str().unwrap()]);
+        std::fs::rename(&tmp, self.crl()).unwrap();
+    }
+
+    fn crl(&self) -> PathBuf {
+        self.dir.join("crl.pem")
+    }
+
+    fn cert(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+}
+
+#[test]
+fn client_certificates_of_other_cas_are_checked_against_their_crls() {
+    let foreign = ForeignCa::new();
+    let (cert, key) = foreign.issue("foreman.example.com");
+    let svc = Service::start_with("trust-client-crl", |c| {
+        c.trusted_hosts = vec!["foreman.example.com".into()];
+        c.tls.client_ca = vec![foreign.cert()];
+        c.tls.client_crl = vec![foreign.crl()];
+    });
+    let mut foreman = svc.client_with(Some((cert.clone(), key.clone())));
+    assert_eq!(foreman.foreman().autosign_list().status, 200);
+    // The other CA revokes the certificate and rewrites its CRL file.
+    std::thread::sleep(Duration::from_millis(1100)); // a new mtime, to the second
+    foreign.revoke(&cert);
+    let revoked_at = Instant::now();
+    loop {
+        let resp = foreman.foreman().autosign_list();
+        if resp.status == 403 {
+            break;
+        }
+        assert_eq!(resp.status, 200);
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(3),
+            "the reloaded CRL is in force within a second or two"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A new connection is refused at the handshake or on its first request.
+    let files = autosign_policy::TlsFiles {
+        ca_file: svc.dir.ca_bundle(),
+        cert: Some(cert),
+        key: Some(key),
+    };
+    let refused = match Connection::connect(
+        &svc.url(),
+        autosign_policy::client_config(&files).unwrap(),
+        Duration::from_secs(5),
+    ) {
+        Err(_) => true,
+        Ok(mut conn) => conn
+            .try_foreman()
+            .autosign_list()
+            .map(|r| r.status == 403)
+            .unwrap_or(true),
+    };
+    assert!(refused);
+}
+
+#[test]
+fn hostile_if_modified_since_dates_are_ignored_not_overflowed() {
+    let svc = Service::start("trust-ims");
+    let mut anyone = svc.client_with(None);
+    for date in [
+        "Sun, 06 Nov 99999999999999999 08:49:37 GMT",
+        "Sun, 06 Nov -5 08:49:37 GMT",
+        "garbage",
+        "Thu, 01 Jan 1970 00:00:00 GMT",
+    ] {
+        let resp = anyone.ca().crl_if_modified_since(date);
+        assert_eq!(resp.status, 200, "{date}: the CRL, as if unconditional");
+    }
+    let far = "Fri, 31 Dec 9999 23:59:59 GMT";
+    let resp = anyone.ca().crl_if_modified_since(far);
+    assert_eq!(resp.status, 304);
 }

@@ -264,7 +264,15 @@ fn alt_names_need_the_token_to_allow_them() {
         br#"{"certname":"puppet01.example.com","alt_names":["DNS:puppet","IP:10.0.0.5"],"metadata":{"build_id":"42"}}"#,
     );
     assert_eq!(resp.status, 201, "{}", resp.text());
-    let token = json(&resp)["token"].as_str().unwrap().to_string();
+    // Each refusal exposes (and so revokes) the token it carried: a fresh one per case.
+    let mut fresh = || {
+        let resp = c.api().create_token(
+            br#"{"certname":"puppet01.example.com","alt_names":["DNS:puppet","IP:10.0.0.5"]}"#,
+        );
+        assert_eq!(resp.status, 201, "{}", resp.text());
+        json(&resp)["token"].as_str().unwrap().to_string()
+    };
+    let _ = resp;
 
     let cases: [(&[&str], &str); 5] = [
         (
@@ -286,12 +294,13 @@ fn alt_names_need_the_token_to_allow_them() {
         (&["subjectAltName = IP:10.0.0.6"], "alt_name_not_allowed"),
     ];
     for (ext, expected) in cases {
+        let token = fresh();
         let csr = openssl_csr(
             &CsrOpts::new("puppet01.example.com")
                 .challenge(&token)
                 .ext(ext),
         );
-        let resp = validate(&mut c, None, &csr);
+        let resp = validate(&mut svc.client(), None, &csr);
         assert_eq!(
             (resp.status, reason(&resp)),
             (404, expected.to_string()),
@@ -300,9 +309,15 @@ fn alt_names_need_the_token_to_allow_them() {
     }
     assert_eq!(
         live_tokens(&svc, "puppet01.example.com"),
-        1,
+        0,
+        "every refused request revoked the token it exposed"
+    );
+    let tokens = block_on(svc.store().list_tokens(Some("puppet01.example.com"), None)).unwrap();
+    assert!(
+        tokens.iter().all(|t| t.used_at.is_none()),
         "refusals consume nothing"
     );
+    let token = fresh();
     let csr = openssl_csr(
         &CsrOpts::new("puppet01.example.com")
             .challenge(&token)
@@ -316,7 +331,7 @@ fn alt_names_need_the_token_to_allow_them() {
 fn extension_rules() {
     let svc = Service::start("extensions");
     let mut c = svc.client();
-    let token = foreman_token(&mut c, "ext.example.com");
+    let _ = foreman_token(&mut c, "ext.example.com");
     let cases: [(&[&str], &str); 4] = [
         (
             &["1.3.6.1.4.1.34380.1.3.39 = ASN1:UTF8String:true"],
@@ -336,9 +351,12 @@ fn extension_rules() {
         ),
     ];
     for (ext, expected) in cases {
+        // A refusal revokes the token it exposed: a fresh one per case.
+        let token = foreman_token(&mut c, "ext.example.com");
         let csr = openssl_csr(&CsrOpts::new("ext.example.com").challenge(&token).ext(ext));
         assert_eq!(reason(&validate(&mut c, None, &csr)), expected, "{ext:?}");
     }
+    let token = foreman_token(&mut c, "ext.example.com");
     // Puppet's registered and private extensions are fine.
     let csr = openssl_csr(&CsrOpts::new("ext.example.com").challenge(&token).ext(&[
         "1.3.6.1.4.1.34380.1.1.1 = ASN1:UTF8String:ED8B6D2A",
@@ -407,11 +425,12 @@ fn bad_input_is_refused_recorded_and_consumes_nothing() {
     let two_cns = openssl_csr(&CsrOpts::new("victim.example.com\nO = Evil Corp").challenge(&token));
     assert_eq!(reason(&validate(&mut c, None, &two_cns)), "invalid_subject");
 
-    assert_eq!(
-        live_tokens(&svc, "victim.example.com"),
-        1,
-        "nothing consumed"
-    );
+    // The first refusal of a readable CSR (bad_signature) revoked the token it exposed;
+    // unreadable bodies expose nothing. None consumed it.
+    let tokens = block_on(svc.store().list_tokens(Some("victim.example.com"), None)).unwrap();
+    assert_eq!(tokens.len(), 1);
+    assert!(tokens[0].used_at.is_none(), "nothing consumed");
+    assert!(tokens[0].revoked_at.is_some(), "exposed, so revoked");
     let store = svc.store();
     let rejected = block_on(store.list_events(&EventFilter {
         decision: Some(autosign_proxy::domain::decision::Verdict::Rejected),
@@ -420,7 +439,9 @@ fn bad_input_is_refused_recorded_and_consumes_nothing() {
     }))
     .unwrap();
     assert_eq!(rejected.len(), 11);
-    // Still signable after all that.
+    // Still signable after all that, with a new token.
+    let token = foreman_token(&mut c, "victim.example.com");
+    let good = openssl_csr(&CsrOpts::new("victim.example.com").challenge(&token));
     assert_eq!(validate(&mut c, None, &good).status, 200);
 }
 

@@ -1,4 +1,6 @@
-//! Revocation and cleaning, and the CRL: rebuilt and stored at every revocation.
+//! Revocation and cleaning, and the CRL: rebuilt and stored at every revocation, and
+//! rebuilt by `reconcile_crl` whenever the store holds a revocation the stored CRL does
+//! not list (a process that died between the two, another replica, a retried clean).
 
 use std::time::Instant;
 
@@ -11,8 +13,8 @@ use crate::pem;
 use crate::timefmt;
 
 impl Authority {
-    /// Revoke the certname's certificate (key compromise, as puppetserver records it)
-    /// and publish a new CRL at once.
+    /// Revoke every certificate of the certname (key compromise, as puppetserver records
+    /// it) and publish a new CRL at once.
     pub async fn revoke(&self, name: &str, actor: &Actor) -> Result<u64, AppError> {
         let now = timefmt::now();
         let event = NewEvent::new(now, "certificate_revoked", actor)
@@ -53,14 +55,30 @@ impl Authority {
         Ok(self.store.ca_delete_request(name, Some(event)).await?)
     }
 
-    /// Revoke (if signed and not yet revoked), then delete: `puppetserver ca clean`.
+    /// Revoke every certificate of the name, then delete: `puppetserver ca clean`. A retried
+    /// clean publishes the CRL again, so a revocation recorded before a crash is served.
     pub async fn clean(&self, name: &str, actor: &Actor) -> Result<bool, AppError> {
-        if let Some(cert) = self.store.ca_certificate(name).await? {
-            if cert.revoked_at.is_none() {
-                self.revoke(name, actor).await?;
-            }
+        match self.revoke(name, actor).await {
+            Ok(_) | Err(AppError::Conflict(_)) => {}
+            Err(e) => return Err(e),
         }
         self.delete(name, actor).await
+    }
+
+    /// Rebuild the CRL when the store holds more revocations than `listed` (the entries of
+    /// the CRL in use). Returns whether it rebuilt.
+    pub async fn reconcile_crl(&self, listed: usize) -> Result<bool, AppError> {
+        let recorded = self.store.ca_revocation_count().await?;
+        if recorded <= u64::try_from(listed).unwrap_or(u64::MAX) {
+            return Ok(false);
+        }
+        tracing::warn!(
+            recorded,
+            listed,
+            "the CRL misses recorded revocations: publishing a new one"
+        );
+        self.rebuild_crl().await?;
+        Ok(true)
     }
 
     /// The newest CRL and its number, built now if there is none yet.

@@ -45,6 +45,7 @@ impl Authority {
         self.issue(
             &checked,
             options.ttl_seconds,
+            self.settings.allow_duplicate_certs,
             actor,
             "signed by an operator",
         )
@@ -54,10 +55,14 @@ impl Authority {
     /// Issue the certificate, exactly as puppetserver does: serial from the store,
     /// backdated one day, `DNS:<certname>` and the alt names the rules allowed, and the
     /// Puppet extensions the rules allowed. Nothing else of the request reaches it.
+    /// The name keeps one live certificate: with `replace_live` this one supersedes it,
+    /// otherwise a live one refuses this (puppetserver's "already has a signed
+    /// certificate"), decided by the database, so concurrent requests get one.
     pub(super) async fn issue(
         &self,
         checked: &CheckedRequest,
         ttl_seconds: Option<i64>,
+        replace_live: bool,
         actor: &Actor,
         how: &str,
     ) -> Result<CaCertificate, AppError> {
@@ -73,20 +78,34 @@ impl Authority {
             checked.subject_alt_names(),
             checked.extensions.clone(),
             ttl,
+            replace_live,
             actor,
             how,
         )
         .await
     }
 
-    /// A new certificate for the key, names and Puppet extensions of the certname's
-    /// current one (certificate_renewal).
-    pub async fn renew(&self, name: &str, actor: &Actor) -> Result<CaCertificate, AppError> {
+    /// certificate_renewal: a new certificate for the key, names and Puppet extensions of
+    /// the certificate presented, which must be the name's current one. As puppetserver
+    /// does, the renewed certificate is not revoked: it stops being the name's
+    /// certificate (superseded) and stays valid until it expires, unless the name is
+    /// revoked, which revokes both.
+    pub async fn renew(
+        &self,
+        name: &str,
+        presented_fingerprint: &str,
+        actor: &Actor,
+    ) -> Result<CaCertificate, AppError> {
         let Some(current) = self.store.ca_certificate(name).await? else {
             return Err(AppError::NotFound(format!(
                 "No certificate for {name} to renew"
             )));
         };
+        if current.fingerprint != presented_fingerprint {
+            return Err(AppError::Conflict(format!(
+                "The certificate presented is not the current certificate of {name}; only that one can be renewed"
+            )));
+        }
         if current.revoked_at.is_some() {
             return Err(AppError::Conflict(format!(
                 "The certificate of {name} is revoked; it cannot be renewed"
@@ -109,7 +128,7 @@ impl Authority {
             &rules,
         )
         .map_err(operator_refusal)?;
-        self.issue(&checked, None, actor, "renewed").await
+        self.issue(&checked, None, true, actor, "renewed").await
     }
 
     /// Key and certificate for a service that cannot talk to the CA itself (PuppetDB, a
@@ -143,7 +162,15 @@ impl Authority {
             .map_err(|e| AppError::Internal(e.to_string()))?;
         let checked = check_issue(name, &alt_names, &[], key.spki_der().to_vec(), &rules)
             .map_err(|r| AppError::Invalid(r.message))?;
-        let cert = self.issue(&checked, None, actor, "generated").await?;
+        let cert = self
+            .issue(
+                &checked,
+                None,
+                self.settings.allow_duplicate_certs,
+                actor,
+                "generated",
+            )
+            .await?;
         Ok((key_pem, cert))
     }
 
@@ -155,6 +182,7 @@ impl Authority {
         names: Vec<GeneralName>,
         extensions: Vec<CsrExtension>,
         ttl: i64,
+        replace_live: bool,
         actor: &Actor,
         how: &str,
     ) -> Result<CaCertificate, AppError> {
@@ -201,7 +229,7 @@ impl Authority {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let status_json = cert_status_json(&cert);
         self.store
-            .ca_add_certificate(&cert, status_json, event)
+            .ca_add_certificate(&cert, status_json, replace_live, event)
             .await?;
         tracing::info!(certname = %certname, serial, actor = %actor.name, request_id = actor.request_id.as_deref().unwrap_or("-"), "certificate signed ({how})");
         Ok(cert)

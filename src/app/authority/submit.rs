@@ -40,7 +40,11 @@ impl Authority {
                 "CSR contains a public key that does not correspond to the signing key".into(),
             ),
         })?;
-        self.refuse_duplicate(&certname).await?;
+        if let Err(refused) = self.refuse_duplicate(&certname).await {
+            if !self.replace_squatter(&certname, &csr, actor).await? {
+                return Err(refused);
+            }
+        }
 
         let now = timefmt::now();
         let verdict: Result<CheckedRequest, (String, String)> = match &self.settings.autosign {
@@ -71,7 +75,19 @@ impl Authority {
         };
         let (reason, message) = match verdict {
             Ok(checked) => {
-                self.issue(&checked, None, actor, "autosigned").await?;
+                self.issue(
+                    &checked,
+                    None,
+                    self.settings.allow_duplicate_certs,
+                    actor,
+                    "autosigned",
+                )
+                .await
+                .map_err(|e| match e {
+                    // Another request for the name won: puppetserver's 400.
+                    AppError::Store(crate::store::StoreError::Conflict(m)) => AppError::Invalid(m),
+                    e => e,
+                })?;
                 return Ok(());
             }
             Err((reason, _)) if reason.is_empty() => (None, None),
@@ -94,6 +110,56 @@ impl Authority {
             )));
         }
         Ok(())
+    }
+
+    /// Anyone can submit a request for a predictable name before the host does. When the
+    /// host then comes with a live build token for its name, a pending request that
+    /// carries no live token of the name gives way to it (recorded); `false` when there
+    /// is nothing to replace.
+    async fn replace_squatter(
+        &self,
+        certname: &Certname,
+        csr: &Csr,
+        actor: &Actor,
+    ) -> Result<bool, AppError> {
+        let Some((presented, _)) = csr.challenge_password() else {
+            return Ok(false);
+        };
+        if self
+            .store
+            .ca_certificate(certname.as_str())
+            .await?
+            .is_some()
+        {
+            return Ok(false);
+        }
+        let Some(pending) = self.store.ca_request(certname.as_str()).await? else {
+            return Ok(false);
+        };
+        // "Token-less": no challengePassword that is a live token of the name (a squatter
+        // cannot have one; a garbage password does not protect its request).
+        let pending_token = Csr::parse(pending.csr_pem.as_bytes())
+            .ok()
+            .and_then(|p| p.challenge_password())
+            .map(|(value, _)| value);
+        let pending_has_token = match &pending_token {
+            Some(value) => self.app.has_live_token(certname, value).await?,
+            None => false,
+        };
+        if pending_has_token || !self.app.has_live_token(certname, &presented).await? {
+            return Ok(false);
+        }
+        let event = NewEvent::new(timefmt::now(), "certificate_request_replaced", actor)
+            .certname(certname.as_str())
+            .message(format!(
+                "a pending request without a build token (SHA-256 {}) gave way to one carrying a live token for {certname}",
+                pending.fingerprint
+            ));
+        self.store
+            .ca_delete_request(certname.as_str(), Some(event))
+            .await?;
+        tracing::warn!(certname = %certname, replaced = %pending.fingerprint, "a token-less pending request was replaced by the host's own");
+        Ok(true)
     }
 }
 

@@ -6,12 +6,12 @@ use async_trait::async_trait;
 use tokio_postgres::{GenericClient, Statement};
 
 use super::events::{insert_event, with_event, EventParams};
-use super::{db, execute, get, query, query_opt, Conn, Param, PostgresStore};
+use super::{db, execute, get, query, query_opt, Conn, Param, PostgresStore, ONE_LIVE};
 use crate::domain::event::NewEvent;
 use crate::store::sql::{
-    ca_identity_from_row, cert_from_row, certificate_columns, request_columns, request_from_row,
-    revocation_from_row, status_from_row, CERT_COLUMNS, INSERT_CERTIFICATE, INSERT_REQUEST,
-    REQUEST_COLUMNS,
+    already_signed, ca_identity_from_row, cert_from_row, certificate_columns, request_columns,
+    request_from_row, revocation_from_row, status_from_row, CERT_COLUMNS, INSERT_CERTIFICATE,
+    INSERT_REQUEST, REQUEST_COLUMNS, SUPERSEDE_LIVE,
 };
 use crate::store::{
     from_i64, to_i64, CaCertificate, CaIdentity, CaImport, CaRequest, CaStore, Revocation,
@@ -60,8 +60,18 @@ async fn insert_certificate(
     status_json: Option<&str>,
 ) -> Result<(), StoreError> {
     let p = CertificateParams::new(c, status_json)?;
-    execute(statements, client, INSERT_CERTIFICATE, &p.params()).await?;
+    execute(statements, client, INSERT_CERTIFICATE, &p.params())
+        .await
+        .map_err(|e| one_live(e, &c.certname))?;
     Ok(())
+}
+
+/// puppetserver's message for a second live certificate of a name.
+fn one_live(e: StoreError, certname: &str) -> StoreError {
+    match e {
+        StoreError::Conflict(m) if m == ONE_LIVE => already_signed(certname),
+        e => e,
+    }
 }
 
 fn request_params(r: &CaRequest) -> [Param<'_>; 6] {
@@ -189,6 +199,7 @@ impl CaStore for PostgresStore {
         &self,
         cert: &CaCertificate,
         status_json: Option<String>,
+        replace_live: bool,
         event: NewEvent,
     ) -> Result<(), StoreError> {
         // One statement (one round trip, one commit): the certificate, the end of its
@@ -210,8 +221,26 @@ impl CaStore for PostgresStore {
             let Conn { client, statements } = pooled.conn()?;
             let mut params: Vec<Param<'_>> = p.params(&event).to_vec();
             params.extend_from_slice(&c.params());
-            query_opt(statements, &*client, ADD_CERTIFICATE, &params)
-                .await?
+            let added = if replace_live {
+                // The older certificate steps aside first, in the same transaction.
+                let tx = client.transaction().await.map_err(db)?;
+                execute(
+                    statements,
+                    &tx,
+                    SUPERSEDE_LIVE,
+                    &[&cert.issued_at, &cert.certname],
+                )
+                .await?;
+                let added = query_opt(statements, &tx, ADD_CERTIFICATE, &params).await;
+                if added.is_ok() {
+                    tx.commit().await.map_err(db)?;
+                }
+                added
+            } else {
+                query_opt(statements, &*client, ADD_CERTIFICATE, &params).await
+            };
+            added
+                .map_err(|e| one_live(e, &cert.certname))?
                 .ok_or_else(|| {
                     StoreError::Unavailable("the certificate insert returned nothing".into())
                 })
@@ -283,29 +312,28 @@ impl CaStore for PostgresStore {
             let mut pooled = self.pooled().await?;
             let Conn { client, statements } = pooled.conn()?;
             let tx = client.transaction().await.map_err(db)?;
-            // The row lock makes a revocation racing on another replica wait, then see
-            // the certificate revoked: one event, one revocation time.
-            let current = query_opt(
+            // The row locks make a revocation racing on another replica wait, then see
+            // the certificates revoked: one event, one revocation time.
+            let rows = query(
                 statements,
                 &tx,
-                "SELECT serial, revoked_at FROM ca_certificates WHERE certname = $1 AND cleaned_at IS NULL \
-                 ORDER BY serial DESC LIMIT 1 FOR UPDATE",
+                "SELECT serial FROM ca_certificates WHERE certname = $1 ORDER BY serial DESC FOR UPDATE",
                 &[&certname],
             )
             .await?;
-            let Some(row) = current else {
+            let Some(row) = rows.first() else {
                 return Ok(None);
             };
-            let serial: i64 = get(&row, 0)?;
-            let revoked_at: Option<i64> = get(&row, 1)?;
-            if revoked_at.is_none() {
-                execute(
-                    statements,
-                    &tx,
-                    "UPDATE ca_certificates SET revoked_at = $1, revocation_reason = $2 WHERE serial = $3",
-                    &[&now, &reason, &serial],
-                )
-                .await?;
+            let serial: i64 = get(row, 0)?;
+            let revoked = execute(
+                statements,
+                &tx,
+                "UPDATE ca_certificates SET revoked_at = $1, revocation_reason = $2 \
+                 WHERE certname = $3 AND revoked_at IS NULL",
+                &[&now, &reason, &certname],
+            )
+            .await?;
+            if revoked > 0 {
                 insert_event(self, statements, &tx, &event).await?;
             }
             tx.commit().await.map_err(db)?;
@@ -385,7 +413,19 @@ impl CaStore for PostgresStore {
         )
         .await
         .map_err(db)?;
-        for (c, status_json) in &import.certificates {
+        // In serial order, each newer certificate of a name superseding the older one
+        // (puppetserver keeps renewed and duplicate certificates side by side).
+        let mut certificates: Vec<&(CaCertificate, Option<String>)> =
+            import.certificates.iter().collect();
+        certificates.sort_by_key(|(c, _)| c.serial);
+        for (c, status_json) in certificates {
+            execute(
+                statements,
+                &tx,
+                SUPERSEDE_LIVE,
+                &[&c.issued_at, &c.certname],
+            )
+            .await?;
             insert_certificate(statements, &tx, c, status_json.as_deref()).await?;
         }
         for r in &import.orphan_revocations {
@@ -468,6 +508,23 @@ impl CaStore for PostgresStore {
             .iter()
             .map(revocation_from_row)
             .collect()
+        })
+        .await
+    }
+
+    async fn ca_revocation_count(&self) -> Result<u64, StoreError> {
+        self.timed(async {
+            let mut pooled = self.pooled().await?;
+            let Conn { client, statements } = pooled.conn()?;
+            let row = query_opt(
+                statements,
+                &*client,
+                "SELECT COUNT(*) FROM ca_certificates WHERE revoked_at IS NOT NULL",
+                &[],
+            )
+            .await?
+            .ok_or_else(|| StoreError::Unavailable("COUNT returned no row".into()))?;
+            from_i64(get(&row, 0)?)
         })
         .await
     }

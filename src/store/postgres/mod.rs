@@ -34,7 +34,10 @@ use super::{from_i64, AdminStore, StoreError};
 use crate::timefmt;
 
 /// Schema migrations in order; the index + 1 is the version.
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/postgres/0001_schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/postgres/0001_schema.sql"),
+    include_str!("../../../migrations/postgres/0002_one_live_certificate.sql"),
+];
 /// Key of the session advisory lock that serializes migrations of replicas starting at once.
 const MIGRATION_LOCK: i64 = 0x6175_746f_7369_676e; // "autosign"
 /// How long one store operation may take, connecting included.
@@ -60,8 +63,15 @@ pub struct PostgresStore {
     targets: RwLock<Vec<(String, String)>>,
 }
 
+/// What `db` makes of a violation of the one-live-certificate index; the caller, which
+/// knows the name, turns it into puppetserver's message.
+const ONE_LIVE: &str = "the certname already has a live certificate";
+
 fn db(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
+        Some(d) if d.constraint() == Some("ca_certificates_one_live") => {
+            StoreError::Conflict(ONE_LIVE.into())
+        }
         Some(d) => {
             StoreError::Unavailable(format!("PostgreSQL: {} ({})", d.message(), d.code().code()))
         }
@@ -366,6 +376,10 @@ impl PostgresStore {
 
 #[async_trait]
 impl AdminStore for PostgresStore {
+    async fn health(&self) -> Result<(), StoreError> {
+        crate::store::CaStore::ca_identity(self).await.map(|_| ())
+    }
+
     async fn backup_to(&self, path: &std::path::Path) -> Result<(), StoreError> {
         super::migrate::postgres_to_sqlite(self, path).await
     }

@@ -7,8 +7,9 @@ use super::events::insert_event;
 use super::{unavailable, SqliteStore};
 use crate::domain::event::NewEvent;
 use crate::store::sql::{
-    ca_identity_from_row, cert_from_row, request_from_row, revocation_from_row, status_from_row,
-    CERT_COLUMNS, INSERT_CERTIFICATE, INSERT_REQUEST, REQUEST_COLUMNS,
+    already_signed, ca_identity_from_row, cert_from_row, request_from_row, revocation_from_row,
+    status_from_row, CERT_COLUMNS, INSERT_CERTIFICATE, INSERT_REQUEST, REQUEST_COLUMNS,
+    SUPERSEDE_LIVE,
 };
 use crate::store::{
     from_i64, to_i64, CaCertificate, CaIdentity, CaImport, CaRequest, CaStore, Revocation,
@@ -36,6 +37,23 @@ fn insert_certificate(
                 status_json
             ])
         })
+        .map_err(|e| match &e {
+            // The one-live-certificate index, not a check before the insert.
+            rusqlite::Error::SqliteFailure(f, Some(m))
+                if f.code == rusqlite::ErrorCode::ConstraintViolation
+                    && m.contains("ca_certificates.certname") =>
+            {
+                already_signed(&c.certname)
+            }
+            _ => unavailable(e),
+        })?;
+    Ok(())
+}
+
+/// Mark the name's live certificate superseded by the one about to be inserted.
+fn supersede_live(conn: &Connection, certname: &str, now: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(SUPERSEDE_LIVE)
+        .and_then(|mut stmt| stmt.execute(params![now, certname]))
         .map_err(unavailable)?;
     Ok(())
 }
@@ -140,10 +158,14 @@ impl CaStore for SqliteStore {
         &self,
         cert: &CaCertificate,
         status_json: Option<String>,
+        replace_live: bool,
         event: NewEvent,
     ) -> Result<(), StoreError> {
         let c = cert.clone();
         self.write(move |conn| {
+            if replace_live {
+                supersede_live(conn, &c.certname, c.issued_at)?;
+            }
             insert_certificate(conn, &c, status_json.as_deref())?;
             conn.execute("DELETE FROM ca_requests WHERE certname = ?1", [&c.certname])
                 .map_err(unavailable)?;
@@ -187,21 +209,24 @@ impl CaStore for SqliteStore {
     ) -> Result<Option<u64>, StoreError> {
         let certname = certname.to_string();
         self.write(move |conn| {
-            let current: Option<(i64, Option<i64>)> = conn
+            let newest: Option<i64> = conn
                 .query_row(
-                    "SELECT serial, revoked_at FROM ca_certificates WHERE certname = ?1 AND cleaned_at IS NULL ORDER BY serial DESC LIMIT 1",
+                    "SELECT MAX(serial) FROM ca_certificates WHERE certname = ?1",
                     [&certname],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(unavailable)?;
-            let Some((serial, revoked_at)) = current else { return Ok(None) };
-            if revoked_at.is_none() {
-                conn.execute(
-                    "UPDATE ca_certificates SET revoked_at = ?1, revocation_reason = ?2 WHERE serial = ?3",
-                    params![now, reason, serial],
+                    |r| r.get(0),
                 )
                 .map_err(unavailable)?;
+            let Some(serial) = newest else {
+                return Ok(None);
+            };
+            let revoked = conn
+                .execute(
+                    "UPDATE ca_certificates SET revoked_at = ?1, revocation_reason = ?2 \
+                     WHERE certname = ?3 AND revoked_at IS NULL",
+                    params![now, reason, certname],
+                )
+                .map_err(unavailable)?;
+            if revoked > 0 {
                 insert_event(conn, &event)?;
             }
             Ok(Some(from_i64(serial)?))
@@ -270,7 +295,12 @@ impl CaStore for SqliteStore {
             // The service's own certificates were issued by the CA being replaced.
             conn.execute_batch("DELETE FROM ca_certificates; DELETE FROM ca_requests; DELETE FROM ca_identity;")
                 .map_err(unavailable)?;
-            for (c, status_json) in &import.certificates {
+            // In serial order, each newer certificate of a name superseding the older one
+            // (puppetserver keeps renewed and duplicate certificates side by side).
+            let mut certificates: Vec<&(CaCertificate, Option<String>)> = import.certificates.iter().collect();
+            certificates.sort_by_key(|(c, _)| c.serial);
+            for (c, status_json) in certificates {
+                supersede_live(conn, &c.certname, c.issued_at)?;
                 insert_certificate(conn, c, status_json.as_deref())?;
             }
             for r in &import.orphan_revocations {
@@ -323,6 +353,19 @@ impl CaStore for SqliteStore {
                 .and_then(|mut stmt| stmt.query_map([], |r| Ok(revocation_from_row(r)))?.collect())
                 .map_err(unavailable)?;
             rows.into_iter().collect()
+        })
+    }
+
+    async fn ca_revocation_count(&self) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            let n: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM ca_certificates WHERE revoked_at IS NOT NULL",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?;
+            from_i64(n)
         })
     }
 

@@ -13,7 +13,9 @@ mod events;
 mod tokens;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -32,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0003_status_cache.sql"),
     include_str!("../../../migrations/sqlite/0004_outbox.sql"),
     include_str!("../../../migrations/sqlite/0005_ca_identity.sql"),
+    include_str!("../../../migrations/sqlite/0006_one_live_certificate.sql"),
 ];
 /// Most jobs one commit carries: bounds how long the first of them waits.
 const MAX_BATCH: usize = 256;
@@ -40,12 +43,26 @@ const MAX_IDLE_READERS: usize = 8;
 
 /// What the writer thread runs: the job's statements, then (after the commit) its reply.
 type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+/// A job runs in the batch's transaction and returns how to answer its caller, and an
+/// error when it left the transaction in a state nobody can vouch for (a savepoint that
+/// could not be released or rolled back): then the whole batch is rolled back.
+type Job = Box<dyn FnOnce(&Connection) -> (Completion, Option<StoreError>) + Send>;
 
 pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::Sender<Job>,
     readers: Mutex<Vec<Connection>>,
+    /// Cleared when the writer thread ends, whatever the cause (a panic included).
+    writer_alive: Arc<AtomicBool>,
+}
+
+/// Clears the flag when the writer thread ends, also by unwinding.
+struct AliveGuard(Arc<AtomicBool>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 fn unavailable(e: rusqlite::Error) -> StoreError {
@@ -105,14 +122,20 @@ impl SqliteStore {
         conn.execute_batch("CREATE TEMP TABLE IF NOT EXISTS webhook_targets (name TEXT NOT NULL, kind TEXT NOT NULL)")
             .map_err(unavailable)?;
         let (tx, rx) = mpsc::channel::<Job>();
+        let writer_alive = Arc::new(AtomicBool::new(true));
+        let guard = AliveGuard(writer_alive.clone());
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(&conn, &rx))
+            .spawn(move || {
+                let _guard = guard;
+                write_loop(&conn, &rx);
+            })
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writer: tx,
             readers: Mutex::new(Vec::new()),
+            writer_alive,
         })
     }
 
@@ -125,13 +148,17 @@ impl SqliteStore {
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |conn| {
-            let result = in_savepoint(conn, f);
-            Box::new(move |commit_error| {
+            let (result, poisoned) = match in_savepoint(conn, f) {
+                Ok(result) => (result, None),
+                Err(e) => (Err(e.clone()), Some(e)),
+            };
+            let complete: Completion = Box::new(move |commit_error| {
                 let _ = tx.send(match commit_error {
                     Some(e) => Err(e.clone()),
                     None => result,
                 });
-            })
+            });
+            (complete, poisoned)
         });
         self.writer
             .send(job)
@@ -139,6 +166,33 @@ impl SqliteStore {
         rx.await.map_err(|_| {
             StoreError::Unavailable("the database writer dropped the request".into())
         })?
+    }
+
+    /// Run `f` as a write job, for tests that need to misbehave inside a batch.
+    #[cfg(test)]
+    pub(crate) async fn write_job<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.write(f).await
+    }
+
+    /// Let the database grow only `extra` pages more: a full disk, for tests.
+    #[cfg(test)]
+    pub(crate) async fn limit_pages(&self, extra: i64) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            let pages: i64 = conn
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .map_err(unavailable)?;
+            conn.query_row(
+                &format!("PRAGMA max_page_count = {}", pages + extra),
+                [],
+                |_| Ok(()),
+            )
+            .map_err(unavailable)
+        })
+        .await
     }
 
     /// Run a read on a pooled read-only connection.
@@ -161,10 +215,12 @@ impl SqliteStore {
     }
 }
 
+/// The job's own result, or (outer `Err`) a failure of the savepoint itself, after
+/// which the job's partial changes may still be in the transaction.
 fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
+) -> Result<Result<T, StoreError>, StoreError> {
     conn.execute_batch("SAVEPOINT job").map_err(unavailable)?;
     let result = f(conn);
     let end = if result.is_ok() {
@@ -172,10 +228,8 @@ fn in_savepoint<T>(
     } else {
         "ROLLBACK TO job; RELEASE job"
     };
-    match conn.execute_batch(end) {
-        Ok(()) => result,
-        Err(e) => Err(unavailable(e)),
-    }
+    conn.execute_batch(end).map_err(unavailable)?;
+    Ok(result)
 }
 
 /// Group commit: take every job already queued (up to MAX_BATCH), run them in one
@@ -200,15 +254,45 @@ fn write_loop(conn: &Connection, jobs: &mpsc::Receiver<Job>) {
             }
             continue;
         }
+        // SQLite rolls a whole transaction back on its own after some errors (disk full,
+        // I/O error, out of memory): from then on nothing of this batch can commit, and
+        // a later job must not run in autocommit. The batch fails as one.
+        let mut failed: Option<StoreError> = None;
         for job in batch {
-            completions.push(job(conn));
+            if failed.is_some() {
+                // Dropping the job answers its caller "dropped": it never ran.
+                drop(job);
+                continue;
+            }
+            let (complete, poisoned) = job(conn);
+            completions.push(complete);
+            if let Some(e) = poisoned {
+                failed = Some(e);
+            } else if conn.is_autocommit() {
+                failed = Some(StoreError::Unavailable(
+                    "SQLite rolled the transaction back (disk full, I/O error or out of memory)"
+                        .into(),
+                ));
+            }
         }
-        let commit = conn.execute_batch("COMMIT").map_err(unavailable);
-        if commit.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
+        let outcome = match failed {
+            Some(e) => {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                tracing::error!(error = %e, jobs = completions.len(), "a database write batch failed and was rolled back");
+                Err(e)
+            }
+            None => {
+                let commit = conn.execute_batch("COMMIT").map_err(unavailable);
+                if commit.is_err() && !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                commit
+            }
+        };
         for complete in completions {
-            complete(commit.as_ref().err());
+            complete(outcome.as_ref().err());
         }
     }
 }
@@ -250,6 +334,18 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 
 #[async_trait]
 impl AdminStore for SqliteStore {
+    async fn health(&self) -> Result<(), StoreError> {
+        if !self.writer_alive.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(
+                "the database writer has stopped; restart the service".into(),
+            ));
+        }
+        self.read(|conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(unavailable)
+        })
+    }
+
     async fn backup_to(&self, path: &std::path::Path) -> Result<(), StoreError> {
         let target = path.display().to_string();
         // VACUUM cannot run inside the writer's transaction: use a connection of its own.
