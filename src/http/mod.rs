@@ -19,11 +19,11 @@ use crate::app::authority::Authority;
 use crate::app::authority::ForemanCa;
 use crate::app::App;
 use crate::config::Config;
-use crate::domain::event::Actor;
 use crate::domain::certname::LOCAL_CLIENT_CN;
-use tls::TlsMaterial;
+use crate::domain::event::Actor;
 use errors::ApiError;
 use tls::ClientIdentity;
+use tls::TlsMaterial;
 
 /// Shared by every handler.
 pub struct HttpState {
