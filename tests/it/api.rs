@@ -1,5 +1,6 @@
 //! Authentication on every route, the native API's error paths, and the event log API.
 
+use crate::client::Call;
 use crate::support::*;
 use autosign_proxy::ca::issue::{self, LeafSpec};
 use autosign_proxy::ca::signer::{KeyAlgorithm, Signer, SoftwareKey};
@@ -36,16 +37,21 @@ fn untrusted_cert(svc: &Service) -> (std::path::PathBuf, std::path::PathBuf) {
     (cert, keyf)
 }
 
-const ROUTES: [(&str, &str); 9] = [
-    ("POST", "/puppet/ca/validate"),
-    ("GET", "/puppet/ca/autosign"),
-    ("POST", "/puppet/ca/autosign/web01.example.com"),
-    ("DELETE", "/puppet/ca/autosign/web01.example.com"),
-    ("POST", "/api/v1/tokens"),
-    ("GET", "/api/v1/tokens"),
-    ("DELETE", "/api/v1/tokens/1"),
-    ("GET", "/api/v1/autosign-entries"),
-    ("GET", "/api/v1/events"),
+/// Every trusted route, named by its client call.
+const ROUTES: [(&str, Call); 9] = [
+    ("foreman().validate", |c| c.foreman().validate(None, b"{}")),
+    ("foreman().autosign_list", |c| c.foreman().autosign_list()),
+    ("foreman().create_autosign", |c| {
+        c.foreman().create_autosign("web01.example.com", None)
+    }),
+    ("foreman().delete_autosign", |c| {
+        c.foreman().delete_autosign("web01.example.com")
+    }),
+    ("api().create_token", |c| c.api().create_token(b"{}")),
+    ("api().tokens", |c| c.api().tokens()),
+    ("api().revoke_token", |c| c.api().revoke_token(1)),
+    ("api().entries", |c| c.api().entries()),
+    ("api().events", |c| c.api().events(&[])),
 ];
 
 #[test]
@@ -53,25 +59,16 @@ fn every_route_needs_a_trusted_client_certificate() {
     let svc = Service::start("auth");
     let mut anonymous = svc.client_with(None);
     let mut stranger = svc.client_with(Some(untrusted_cert(&svc)));
-    for (method, path) in ROUTES {
-        let resp = anonymous
-            .request(method, path, &[("Content-Type", "application/json")], b"{}")
-            .unwrap();
+    for (call, send) in ROUTES {
+        let resp = send(&mut anonymous);
         assert_eq!(
             resp.status,
             403,
-            "{method} {path} without a certificate: {}",
+            "{call} without a certificate: {}",
             resp.text()
         );
-        let resp = stranger
-            .request(method, path, &[("Content-Type", "application/json")], b"{}")
-            .unwrap();
-        assert_eq!(
-            resp.status,
-            403,
-            "{method} {path} untrusted: {}",
-            resp.text()
-        );
+        let resp = send(&mut stranger);
+        assert_eq!(resp.status, 403, "{call} untrusted: {}", resp.text());
         assert!(
             resp.text()
                 .contains("Untrusted client stranger.example.com"),
@@ -81,11 +78,7 @@ fn every_route_needs_a_trusted_client_certificate() {
     }
     // Nothing was created by the refused calls.
     let mut trusted = svc.client();
-    let tokens = json(
-        &trusted
-            .request("GET", "/api/v1/tokens?all=true", &[], b"")
-            .unwrap(),
-    );
+    let tokens = json(&trusted.api().all_tokens());
     assert_eq!(tokens["tokens"].as_array().unwrap().len(), 0);
 }
 
@@ -95,9 +88,7 @@ fn trusted_hosts_from_config_are_accepted() {
         c.trusted_hosts = vec!["stranger.example.com".into()]
     });
     let mut stranger = svc.client_with(Some(untrusted_cert(&svc)));
-    let resp = stranger
-        .request("GET", "/puppet/ca/autosign", &[], b"")
-        .unwrap();
+    let resp = stranger.foreman().autosign_list();
     assert_eq!(resp.status, 200, "{}", resp.text());
 }
 
@@ -113,7 +104,7 @@ fn a_certificate_from_a_foreign_ca_cannot_even_connect() {
     let config = autosign_policy::client_config(&files).unwrap();
     let result =
         autosign_policy::Connection::connect(&svc.url(), config, std::time::Duration::from_secs(5))
-            .and_then(|mut c| c.request("GET", "/puppet/ca/autosign", &[], b""));
+            .and_then(|mut c| c.try_foreman().autosign_list());
     assert!(
         result.is_err(),
         "a foreign client certificate must fail the handshake: {:?}",
@@ -125,7 +116,6 @@ fn a_certificate_from_a_foreign_ca_cannot_even_connect() {
 fn native_api_error_paths() {
     let svc = Service::start("api-errors");
     let mut c = svc.client();
-    let ct = [("Content-Type", "application/json")];
     let cases: [(&[u8], &str); 8] = [
         (b"not json", "invalid JSON"),
         (
@@ -149,7 +139,7 @@ fn native_api_error_paths() {
         ),
     ];
     for (body, needle) in cases {
-        let resp = c.request("POST", "/api/v1/tokens", &ct, body).unwrap();
+        let resp = c.api().create_token(body);
         assert_eq!(resp.status, 400, "{}", String::from_utf8_lossy(body));
         assert!(
             resp.text().contains(needle),
@@ -157,40 +147,18 @@ fn native_api_error_paths() {
             resp.text()
         );
     }
-    let resp = c.request("DELETE", "/api/v1/tokens/abc", &[], b"").unwrap();
+    let resp = c.api().revoke_token("abc");
     assert_eq!(resp.status, 400);
-    let resp = c
-        .request(
-            "POST",
-            "/puppet/ca/autosign/web.example.com?token_ttl=soon",
-            &[],
-            b"",
-        )
-        .unwrap();
+    let resp = c.foreman().create_autosign("web.example.com", Some("soon"));
     assert_eq!(resp.status, 400);
-    let resp = c
-        .request("GET", "/api/v1/events?decision=maybe", &[], b"")
-        .unwrap();
+    let resp = c.api().events(&[("decision", "maybe")]);
     assert_eq!(resp.status, 400);
-    let resp = c
-        .request(
-            "DELETE",
-            "/api/v1/autosign-entries/nothing.example.com",
-            &[],
-            b"",
-        )
-        .unwrap();
+    let resp = c.api().remove_entry("nothing.example.com");
     assert_eq!(resp.status, 404);
-    let resp = c
-        .request(
-            "POST",
-            "/api/v1/autosign-entries",
-            &ct,
-            br#"{"pattern":"bad entry"}"#,
-        )
-        .unwrap();
+    let resp = c.api().add_entry(br#"{"pattern":"bad entry"}"#);
     assert_eq!(resp.status, 400);
-    let resp = c.request("GET", "/no/such/route", &[], b"").unwrap();
+    // Raw: a route that does not exist, which no client call names.
+    let resp = c.raw("GET", "/no/such/route", &[], b"");
     assert_eq!(resp.status, 404);
 }
 
@@ -198,14 +166,9 @@ fn native_api_error_paths() {
 fn tokens_are_listed_without_values_and_ttl_is_honoured() {
     let svc = Service::start("token-list");
     let mut c = svc.client();
-    let resp = c
-        .request(
-            "POST",
-            "/api/v1/tokens",
-            &[("Content-Type", "application/json")],
-            br#"{"certname":"a.example.com","ttl":90,"alt_names":["dns:Puppet"],"metadata":{"build":"7"}}"#,
-        )
-        .unwrap();
+    let resp = c.api().create_token(
+        br#"{"certname":"a.example.com","ttl":90,"alt_names":["dns:Puppet"],"metadata":{"build":"7"}}"#,
+    );
     assert_eq!(resp.status, 201);
     let issued = json(&resp);
     let token = issued["token"].as_str().unwrap();
@@ -213,16 +176,9 @@ fn tokens_are_listed_without_values_and_ttl_is_honoured() {
     assert!((89 * 60..=90 * 60).contains(&ttl), "{ttl}");
     assert_eq!(issued["alt_names"], serde_json::json!(["DNS:puppet"]));
     // Foreman's token_ttl, in minutes.
-    let resp = c
-        .request(
-            "POST",
-            "/puppet/ca/autosign/b.example.com?token_ttl=15",
-            &[],
-            b"",
-        )
-        .unwrap();
+    let resp = c.foreman().create_autosign("b.example.com", Some("15"));
     assert_eq!(resp.status, 200);
-    let listed = c.request("GET", "/api/v1/tokens", &[], b"").unwrap();
+    let listed = c.api().tokens();
     assert!(
         !listed.text().contains(token),
         "token values are never listed"
@@ -256,41 +212,24 @@ fn events_filter_and_page() {
     }
     let token = foreman_token(&mut c, "ok.example.com");
     let csr = openssl_csr(&CsrOpts::new("ok.example.com").challenge(&token));
-    let resp = c
-        .request(
-            "POST",
-            "/puppet/ca/validate",
-            &[("Accept", "application/json"), ("X-Request-Id", "req-42")],
-            &csr,
-        )
-        .unwrap();
+    let resp = c.foreman().request_id("req-42").validate(None, &csr);
     assert_eq!(resp.status, 200);
 
-    let rejected = json(
-        &c.request("GET", "/api/v1/events?decision=rejected&limit=2", &[], b"")
-            .unwrap(),
-    );
+    let rejected = json(&c.api().events(&[("decision", "rejected"), ("limit", "2")]));
     let page1 = rejected["events"].as_array().unwrap();
     assert_eq!(page1.len(), 2);
     assert!(page1.iter().all(|e| e["reason"] == "not_authorized"));
     let cursor = rejected["next_before"].as_i64().unwrap();
-    let page2 = json(
-        &c.request(
-            "GET",
-            &format!("/api/v1/events?decision=rejected&limit=10&before={cursor}"),
-            &[],
-            b"",
-        )
-        .unwrap(),
-    );
+    let page2 = json(&c.api().events(&[
+        ("decision", "rejected"),
+        ("limit", "10"),
+        ("before", &cursor.to_string()),
+    ]));
     let page2 = page2["events"].as_array().unwrap();
     assert_eq!(page2.len(), 3);
     assert!(page2.iter().all(|e| e["id"].as_i64().unwrap() < cursor));
 
-    let host = json(
-        &c.request("GET", "/api/v1/events?certname=ok.example.com", &[], b"")
-            .unwrap(),
-    );
+    let host = json(&c.api().events(&[("certname", "ok.example.com")]));
     let host = host["events"].as_array().unwrap();
     let kinds: Vec<&str> = host.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["decision", "token_issued"]);
@@ -389,15 +328,10 @@ fn configured_tls_files_are_served_instead_of_the_generated_ones() {
     let mut conn =
         autosign_policy::Connection::connect(&svc.url(), config, std::time::Duration::from_secs(5))
             .unwrap();
-    assert_eq!(
-        conn.request("GET", "/puppet/ca/autosign", &[], b"")
-            .unwrap()
-            .status,
-        200
-    );
+    assert_eq!(conn.foreman().autosign_list().status, 200);
     let config = autosign_policy::client_config(&files(svc.dir.ca_bundle())).unwrap();
     let other =
         autosign_policy::Connection::connect(&svc.url(), config, std::time::Duration::from_secs(5))
-            .and_then(|mut c| c.request("GET", "/puppet/ca/autosign", &[], b""));
+            .and_then(|mut c| c.try_foreman().autosign_list());
     assert!(other.is_err());
 }

@@ -183,7 +183,7 @@ fn events_queue_while_the_receiver_is_down_and_survive_kill_dash_nine() {
         Duration::from_secs(5),
     )
     .unwrap();
-    let metrics = c.request("GET", "/metrics", &[], b"").unwrap().text();
+    let metrics = c.api().metrics().text();
     // Three tokens, and the service's own two certificates issued at its first start.
     assert!(metrics.contains("autosign_webhook_backlog 5"), "{metrics}");
     assert!(
@@ -230,10 +230,7 @@ fn suspicious_requests_raise_alerts_and_history_tells_the_story() {
         let csr = openssl_csr(&CsrOpts::new("noisy.example.com"));
         assert_eq!(validate(&mut c, None, &csr).status, 404);
     }
-    let alerts = json(
-        &c.request("GET", "/api/v1/events?kind=suspicious_request", &[], b"")
-            .unwrap(),
-    );
+    let alerts = json(&c.api().events(&[("kind", "suspicious_request")]));
     let alerts = alerts["events"].as_array().unwrap();
     let certnames: Vec<&str> = alerts
         .iter()
@@ -263,10 +260,7 @@ fn suspicious_requests_raise_alerts_and_history_tells_the_story() {
     let token = foreman_token(&mut c, "owner.example.com");
     let csr = openssl_csr(&CsrOpts::new("owner.example.com").challenge(&token));
     assert_eq!(validate(&mut c, None, &csr).status, 200);
-    let history = json(
-        &c.request("GET", "/api/v1/hosts/owner.example.com/history", &[], b"")
-            .unwrap(),
-    );
+    let history = json(&c.api().history("owner.example.com"));
     let kinds: Vec<&str> = history["history"]
         .as_array()
         .unwrap()
@@ -284,19 +278,11 @@ fn suspicious_requests_raise_alerts_and_history_tells_the_story() {
         ],
         "oldest first"
     );
-    let since = json(
-        &c.request("GET", "/api/v1/events?since=2999-01-01T00:00:00Z", &[], b"")
-            .unwrap(),
-    );
+    let since = json(&c.api().events(&[("since", "2999-01-01T00:00:00Z")]));
     assert_eq!(since["events"].as_array().unwrap().len(), 0);
-    assert_eq!(
-        c.request("GET", "/api/v1/events?since=yesterday", &[], b"")
-            .unwrap()
-            .status,
-        400
-    );
+    assert_eq!(c.api().events(&[("since", "yesterday")]).status, 400);
 
-    let metrics = c.request("GET", "/metrics", &[], b"").unwrap().text();
+    let metrics = c.api().metrics().text();
     assert!(
         metrics.contains("autosign_decisions_total{decision=\"approved\",reason=\"token\"}"),
         "{metrics}"

@@ -4,6 +4,7 @@
 mod api;
 mod ca;
 pub mod cli;
+mod client;
 mod events;
 mod foreman;
 mod foreman13;

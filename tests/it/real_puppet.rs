@@ -190,14 +190,7 @@ fn puppetserver_signs_only_what_autosign_proxy_approves() {
     );
     let took_over = Service::start_with("took-over", |c| c.data_dir = data.clone());
     let mut c2 = took_over.client();
-    let ours = c2
-        .request(
-            "GET",
-            "/puppet-ca/v1/certificate/good.example.com",
-            &[],
-            b"",
-        )
-        .unwrap();
+    let ours = c2.ca().certificate("good.example.com");
     assert_eq!(ours.status, 200);
     let theirs = std::fs::read(ps.ca_dir().join("signed/good.example.com.pem")).unwrap();
     let der = |pem: &[u8]| {
@@ -211,10 +204,7 @@ fn puppetserver_signs_only_what_autosign_proxy_approves() {
         der(&theirs),
         "the certificate puppetserver signed is served unchanged"
     );
-    let statuses = json(
-        &c2.request("GET", "/puppet-ca/v1/certificate_statuses/all", &[], b"")
-            .unwrap(),
-    );
+    let statuses = json(&c2.ca().statuses(None));
     let state_of = |name: &str| {
         statuses
             .as_array()
@@ -231,13 +221,7 @@ fn puppetserver_signs_only_what_autosign_proxy_approves() {
         agent_ssl.join("certs/good.example.com.pem"),
         agent_ssl.join("private_keys/good.example.com.pem"),
     )));
-    assert_eq!(
-        as_agent
-            .request("GET", "/puppet-ca/v1/expirations", &[], b"")
-            .unwrap()
-            .status,
-        200
-    );
+    assert_eq!(as_agent.ca().expirations().status, 200);
     // A new agent gets a certificate that verifies against puppetserver's own CA file.
     let token = foreman_token(&mut c2, "after-import.example.com");
     let fresh = puppet::agent_bootstrap(
@@ -271,43 +255,20 @@ fn puppetserver_signs_only_what_autosign_proxy_approves() {
         c.smart_proxy.puppet_ssl_key = Some(ps_key.clone());
     });
     let mut fm = beside.client();
-    let listing = json(
-        &fm.request("GET", "/puppet/ca", &[("Accept", "application/json")], b"")
-            .unwrap(),
-    );
+    let listing = json(&fm.foreman().list());
     assert_eq!(listing["good.example.com"]["state"], "valid", "{listing}");
     assert_eq!(listing["slow.example.com"]["state"], "pending", "{listing}");
-    let v2 = json(&fm.request("GET", "/v2/features", &[], b"").unwrap());
+    let v2 = json(&fm.foreman().features_v2());
     assert_eq!(
         v2["puppetca"]["settings"]["puppet_url"],
         format!("https://127.0.0.1:{}", ps.port)
     );
-    assert_eq!(
-        fm.request("POST", "/puppet/ca/slow.example.com", &[], b"")
-            .unwrap()
-            .status,
-        200
-    );
+    assert_eq!(fm.foreman().sign("slow.example.com").status, 200);
     assert!(ps.is_signed("slow.example.com"), "signed on puppetserver");
-    assert_eq!(
-        fm.request("DELETE", "/puppet/ca/good.example.com", &[], b"")
-            .unwrap()
-            .status,
-        200
-    );
+    assert_eq!(fm.foreman().clean("good.example.com").status, 200);
     assert!(!ps.is_signed("good.example.com"), "cleaned on puppetserver");
-    assert_eq!(
-        fm.request("DELETE", "/puppet/ca/never.example.com", &[], b"")
-            .unwrap()
-            .status,
-        404
-    );
-    assert_eq!(
-        fm.request("POST", "/puppet/ca/never.example.com", &[], b"")
-            .unwrap()
-            .status,
-        404
-    );
+    assert_eq!(fm.foreman().clean("never.example.com").status, 404);
+    assert_eq!(fm.foreman().sign("never.example.com").status, 404);
 
     eprintln!(
         "agent bootstrap times: signed {:?}, wrong host {:?}, replay {:?}, policy timeout {:?}, service down {:?}",

@@ -110,14 +110,7 @@ fn approvals(store: &PostgresStore) -> Vec<String> {
 
 fn sign(conn: &mut Connection, name: &str, csr: &[u8]) -> Vec<u8> {
     submit(conn, name, csr);
-    let get = conn
-        .request(
-            "GET",
-            &format!("/puppet-ca/v1/certificate/{name}"),
-            &[],
-            b"",
-        )
-        .unwrap();
+    let get = conn.ca().certificate(name);
     assert_eq!(get.status, 200, "{}", get.text());
     get.body
 }
@@ -213,15 +206,7 @@ fn replicas_sign_with_unique_serials_and_follow_each_others_revocations() {
     assert_eq!(serials.len(), 80, "every serial unique");
     // Each replica serves what the other signed.
     let (name, serial) = &signed[1];
-    let got = a
-        .client()
-        .request(
-            "GET",
-            &format!("/puppet-ca/v1/certificate/{name}"),
-            &[],
-            b"",
-        )
-        .unwrap();
+    let got = a.client().ca().certificate(name);
     assert_eq!(serial_of(&got.body), *serial);
 
     // A client certificate of the CA, revoked on B, stops working on A within a second.
@@ -242,7 +227,8 @@ fn replicas_sign_with_unique_serials_and_follow_each_others_revocations() {
             Duration::from_secs(5),
         )
         .map_err(|e| e.to_string())?;
-        conn.request("GET", "/puppet-ca/v1/certificate/ca", &[], b"")
+        conn.try_ca()
+            .ca_bundle()
             .map(|r| r.status)
             .map_err(|e| e.to_string())
     };
@@ -253,24 +239,11 @@ fn replicas_sign_with_unique_serials_and_follow_each_others_revocations() {
     );
     let revoke = b
         .client()
-        .request(
-            "PUT",
-            "/puppet-ca/v1/certificate_status/revoked.example.com",
-            &[("Content-Type", "application/json")],
-            br#"{"desired_state":"revoked"}"#,
-        )
-        .unwrap();
+        .ca()
+        .set_status("revoked.example.com", "revoked", None);
     assert_eq!(revoke.status, 204, "{}", revoke.text());
     let revoked_at = Instant::now();
-    let crl = a
-        .client()
-        .request(
-            "GET",
-            "/puppet-ca/v1/certificate_revocation_list/ca",
-            &[],
-            b"",
-        )
-        .unwrap();
+    let crl = a.client().ca().crl();
     let info = autosign_proxy::ca::crl::crl_info(&crl.body).unwrap();
     let revoked_serial = serial_of(&cert);
     assert!(
@@ -330,12 +303,7 @@ fn a_replica_killed_mid_load_loses_nothing() {
                     let mut status = None;
                     if i % 2 == 1 {
                         if let Some(conn) = to_b.as_mut() {
-                            match conn.request(
-                                "POST",
-                                &format!("/puppet/ca/validate?certname={name}"),
-                                &[],
-                                csr,
-                            ) {
+                            match conn.try_foreman().plain().validate(Some(name), csr) {
                                 Ok(r) => {
                                     answered_by_b.fetch_add(1, Ordering::SeqCst);
                                     status = Some(("b", r.status));
@@ -446,13 +414,7 @@ fn a_replica_with_another_ca_or_none_refuses_to_share_the_database() {
         "{stderr}"
     );
     // The first replica is untouched.
-    assert_eq!(
-        a.client()
-            .request("GET", "/puppet-ca/v1/certificate/ca", &[], b"")
-            .unwrap()
-            .status,
-        200
-    );
+    assert_eq!(a.client().ca().ca_bundle().status, 200);
 
     // The CA regenerated from another (stopped) replica's directory: A, still running
     // with the old key, stops signing within a second or two instead of issuing
@@ -460,14 +422,7 @@ fn a_replica_with_another_ca_or_none_refuses_to_share_the_database() {
     let operator_sign = |name: &str| {
         let mut c = a.client();
         submit(&mut c, name, &openssl_csr(&CsrOpts::new(name)));
-        c.request(
-            "PUT",
-            &format!("/puppet-ca/v1/certificate_status/{name}"),
-            &[("Content-Type", "application/json")],
-            br#"{"desired_state":"signed"}"#,
-        )
-        .unwrap()
-        .status
+        c.ca().set_status(name, "signed", None).status
     };
     assert_eq!(operator_sign("before-regen.example.com"), 204);
     let c_dir = temp_dir("replica-id-c");
@@ -583,12 +538,11 @@ fn a_database_restart_under_load_gives_503s_then_recovers_without_a_restart() {
             let mut conn = connect(&url, &dir).unwrap();
             while !stop.load(Ordering::SeqCst) {
                 let started = Instant::now();
-                let status = match conn.request(
-                    "POST",
-                    "/puppet/ca/validate?certname=load.example.com",
-                    &[],
-                    &unknown,
-                ) {
+                let status = match conn
+                    .try_foreman()
+                    .plain()
+                    .validate(Some("load.example.com"), &unknown)
+                {
                     Ok(r) => r.status,
                     Err(_) => {
                         conn = connect(&url, &dir).unwrap();
@@ -602,10 +556,7 @@ fn a_database_restart_under_load_gives_503s_then_recovers_without_a_restart() {
         })
     };
     let health = || {
-        let r = svc
-            .client()
-            .request("GET", "/status/v1/simple", &[], b"")
-            .unwrap();
+        let r = svc.client().ca().simple_status();
         (r.status, r.text())
     };
     assert_eq!(health(), (200, "running".to_string()));
@@ -705,14 +656,7 @@ fn thirty_two_requests_for_one_name_over_two_replicas_get_one_certificate() {
                 );
                 let mut conn = connect(&url, &dir).unwrap();
                 barrier.wait();
-                let resp = conn
-                    .request(
-                        "PUT",
-                        &format!("/puppet-ca/v1/certificate_request/{name}"),
-                        &[("Content-Type", "text/plain")],
-                        csr.as_bytes(),
-                    )
-                    .unwrap();
+                let resp = conn.ca().submit(name, csr.as_bytes());
                 (resp.status, resp.text())
             })
         })

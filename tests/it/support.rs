@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use autosign_policy::{client_config, Connection, Response, TlsFiles};
+
+pub use crate::client::ServiceClient;
 use autosign_proxy::config::Config;
 use autosign_proxy::startup;
 use autosign_proxy::startup::datadir::DataDir;
@@ -138,31 +140,18 @@ pub fn json(resp: &Response) -> serde_json::Value {
     serde_json::from_slice(&resp.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", resp.text()))
 }
 
-/// POST /puppet/ca/validate asking for the JSON explanation.
+/// Validate a CSR asking for the JSON explanation ([`Foreman::validate`]).
+///
+/// [`Foreman::validate`]: crate::client::Foreman::validate
 pub fn validate(conn: &mut Connection, certname: Option<&str>, csr: &[u8]) -> Response {
-    let path = match certname {
-        Some(name) => format!(
-            "/puppet/ca/validate?certname={}",
-            autosign_policy::percent_encode_component(name)
-        ),
-        None => "/puppet/ca/validate".to_string(),
-    };
-    conn.request("POST", &path, &[("Accept", "application/json")], csr)
-        .unwrap()
+    conn.foreman().validate(certname, csr)
 }
 
-/// Issue a token through the Foreman route, as Foreman does.
+/// Issue a token through the Foreman route, as Foreman does ([`Foreman::token`]).
+///
+/// [`Foreman::token`]: crate::client::Foreman::token
 pub fn foreman_token(conn: &mut Connection, certname: &str) -> String {
-    let resp = conn
-        .request(
-            "POST",
-            &format!("/puppet/ca/autosign/{certname}"),
-            &[("Accept", "application/json")],
-            b"",
-        )
-        .unwrap();
-    assert_eq!(resp.status, 200, "{}", resp.text());
-    json(&resp)["generated_token"].as_str().unwrap().to_string()
+    conn.foreman().token(certname)
 }
 
 /// Key types the tests make CSRs with.
@@ -339,13 +328,6 @@ pub fn free_port() -> u16 {
 
 /// PUT a CSR to the CA API, as an agent does; it must be accepted.
 pub fn submit(c: &mut Connection, name: &str, csr: &[u8]) {
-    let resp = c
-        .request(
-            "PUT",
-            &format!("/puppet-ca/v1/certificate_request/{name}"),
-            &[("Content-Type", "text/plain")],
-            csr,
-        )
-        .unwrap();
+    let resp = c.ca().submit(name, csr);
     assert_eq!(resp.status, 200, "{}", resp.text());
 }

@@ -8,42 +8,22 @@ use std::time::{Duration, Instant};
 use autosign_policy::Connection;
 use autosign_proxy::config::AutosignMode;
 
+use crate::client::{path, Call};
 use crate::support::*;
 
 /// PUT a CSR as an agent; returns the status and body.
 fn put_csr(c: &mut Connection, name: &str, csr: &[u8]) -> (u16, String) {
-    let resp = c
-        .request(
-            "PUT",
-            &format!("/puppet-ca/v1/certificate_request/{name}"),
-            &[("Content-Type", "text/plain")],
-            csr,
-        )
-        .unwrap();
+    let resp = c.ca().submit(name, csr);
     (resp.status, resp.text())
 }
 
 fn certificate(c: &mut Connection, name: &str) -> Option<String> {
-    let resp = c
-        .request(
-            "GET",
-            &format!("/puppet-ca/v1/certificate/{name}"),
-            &[],
-            b"",
-        )
-        .unwrap();
+    let resp = c.ca().certificate(name);
     (resp.status == 200).then(|| resp.text())
 }
 
 fn status(c: &mut Connection, name: &str) -> serde_json::Value {
-    let resp = c
-        .request(
-            "GET",
-            &format!("/puppet-ca/v1/certificate_status/{name}"),
-            &[("Accept", "application/json")],
-            b"",
-        )
-        .unwrap();
+    let resp = c.ca().status(name);
     assert_eq!(resp.status, 200, "{}", resp.text());
     json(&resp)
 }
@@ -177,9 +157,7 @@ fn reserved_names_are_never_autosigned_and_need_an_explicit_operator_flag() {
     assert!(certificate(&mut c, "localhost").is_some());
 
     // Foreman's sign (POST /puppet/ca/<host>) is an automatic path: never reserved.
-    let resp = c
-        .request("POST", "/puppet/ca/ops.example.com", &[], b"")
-        .unwrap();
+    let resp = c.foreman().sign("ops.example.com");
     assert_eq!(resp.status, 409, "{}", resp.text());
     assert!(resp.text().contains("reserved"), "{}", resp.text());
 }
@@ -190,14 +168,7 @@ fn the_policy_path_refuses_reserved_names_even_under_an_allow_all_entry() {
         c.trusted_hosts = vec!["foreman.example.com".into()];
     });
     let mut c = svc.client();
-    let resp = c
-        .request(
-            "POST",
-            "/api/v1/autosign-entries",
-            &[("Content-Type", "application/json")],
-            br#"{"pattern":"*"}"#,
-        )
-        .unwrap();
+    let resp = c.api().add_entry(br#"{"pattern":"*"}"#);
     assert!(resp.status == 200 || resp.status == 201, "{}", resp.text());
     for name in [
         "autosign-proxy-local-client",
@@ -239,25 +210,19 @@ fn the_local_client_is_a_certificate_not_a_name() {
     let dir = temp_dir("trust-local-files");
     let files = agent_files(&dir, name, &pem);
     let mut impostor = svc.client_with(Some(files));
-    for (method, path, body) in [
-        ("POST", "/puppet/ca/autosign/victim.example.com", &b""[..]),
-        ("GET", "/api/v1/tokens", &b""[..]),
-        ("GET", "/puppet/ca", &b""[..]),
-    ] {
-        let resp = impostor
-            .request(method, path, &[("Accept", "application/json")], body)
-            .unwrap();
-        assert_eq!(resp.status, 403, "{method} {path}: {}", resp.text());
+    let calls: [(&str, Call); 3] = [
+        ("foreman().create_autosign", |c| {
+            c.foreman().create_autosign("victim.example.com", None)
+        }),
+        ("api().tokens", |c| c.api().tokens()),
+        ("foreman().list", |c| c.foreman().list()),
+    ];
+    for (call, send) in calls {
+        let resp = send(&mut impostor);
+        assert_eq!(resp.status, 403, "{call}: {}", resp.text());
     }
     // The real local client still works.
-    let resp = c
-        .request(
-            "GET",
-            "/api/v1/tokens",
-            &[("Accept", "application/json")],
-            b"",
-        )
-        .unwrap();
+    let resp = c.api().tokens();
     assert_eq!(resp.status, 200, "{}", resp.text());
 }
 
@@ -278,14 +243,7 @@ fn trusted_hosts_match_case_insensitively() {
     let pem = certificate(&mut c, name).unwrap();
     let dir = temp_dir("trust-case-files");
     let mut foreman = svc.client_with(Some(agent_files(&dir, name, &pem)));
-    let resp = foreman
-        .request(
-            "GET",
-            "/puppet/ca/autosign",
-            &[("Accept", "application/json")],
-            b"",
-        )
-        .unwrap();
+    let resp = foreman.foreman().autosign_list();
     assert_eq!(resp.status, 200, "{}", resp.text());
 }
 
@@ -293,14 +251,7 @@ fn trusted_hosts_match_case_insensitively() {
 fn the_services_own_certificates_are_in_the_inventory() {
     let svc = Service::start_with("trust-inventory", |c| c.ca.autosign = AutosignMode::Always);
     let mut c = svc.client();
-    let resp = c
-        .request(
-            "GET",
-            "/puppet-ca/v1/certificate_statuses/any",
-            &[("Accept", "application/json")],
-            b"",
-        )
-        .unwrap();
+    let resp = c.ca().statuses(None);
     let listed: Vec<String> = json(&resp)
         .as_array()
         .unwrap()
@@ -312,7 +263,7 @@ fn the_services_own_certificates_are_in_the_inventory() {
         listed.contains(&"autosign-proxy-local-client".to_string()),
         "{listed:?}"
     );
-    let foreman = json(&c.request("GET", "/puppet/ca", &[], b"").unwrap());
+    let foreman = json(&c.foreman().list());
     assert_eq!(foreman["autosign-proxy"]["state"], "valid", "{foreman}");
     // The duplicate rule holds their names.
     let (code, body) = put_csr(&mut c, "autosign-proxy", &ec_csr("autosign-proxy"));
@@ -351,15 +302,14 @@ fn a_revoked_certificate_is_refused_on_a_kept_alive_connection() {
     let pem = certificate(&mut c, name).unwrap();
     let files = agent_files(&temp_dir("trust-keepalive-files"), name, &pem);
     let mut admin = svc.client_with(Some(files));
-    let path = "/puppet-ca/v1/certificate_status/ops.example.com";
-    assert_eq!(admin.request("GET", path, &[], b"").unwrap().status, 200);
+    assert_eq!(admin.ca().status(name).status, 200);
     // Revoked by the CLI, another process: the same connection is refused within 1 s.
     assert!(cli(&svc, &["ca", "revoke", "--certname", name])
         .status
         .success());
     let revoked_at = Instant::now();
     loop {
-        match admin.request("GET", path, &[], b"") {
+        match admin.try_ca().status(name) {
             Ok(resp) if resp.status == 403 => break,
             Ok(resp) => assert_eq!(resp.status, 200, "{}", resp.text()),
             Err(e) => panic!("the connection itself must stay up: {e}"),
@@ -372,9 +322,7 @@ fn a_revoked_certificate_is_refused_on_a_kept_alive_connection() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // Open routes too: a revoked certificate is refused everywhere.
-    let resp = admin
-        .request("GET", "/puppet-ca/v1/certificate/ca", &[], b"")
-        .unwrap();
+    let resp = admin.ca().ca_bundle();
     assert_eq!(resp.status, 403);
 }
 
@@ -426,14 +374,17 @@ fn a_revoked_certificate_is_refused_on_a_resumed_tls_session() {
     let (cert, key) = signed_agent_reserved(&svc, &mut c, "ops.example.com");
     let dir = temp_dir("trust-resume-session");
     let session = dir.join("session.pem");
-    let request = "GET /puppet-ca/v1/certificate_status/ops.example.com HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        path::certificate_status("ops.example.com")
+    );
     let (_, first) = s_client(
         svc.port,
         &svc.dir.ca_bundle(),
         &cert,
         &key,
         ("-sess_out", &session),
-        request,
+        &request,
     );
     assert!(first.contains("HTTP/1.1 200"), "{first}");
     assert!(
@@ -448,7 +399,7 @@ fn a_revoked_certificate_is_refused_on_a_resumed_tls_session() {
         &cert,
         &key,
         ("-sess_in", &session),
-        request,
+        &request,
     );
     // The session must really have been resumed (the handshake verifier did not run),
     // and the request on it refused.
@@ -521,14 +472,7 @@ fn what_the_rules_allowed_is_what_the_certificate_gets() {
             .ext(&["subjectAltName = DNS:COMPILE01.example.com,DNS:puppet,IP:10.0.0.7"]),
     );
     assert_eq!(put_csr(&mut c, name, &csr).0, 200);
-    let resp = c
-        .request(
-            "PUT",
-            &format!("/puppet-ca/v1/certificate_status/{name}"),
-            &[("Content-Type", "application/json")],
-            br#"{"desired_state":"signed"}"#,
-        )
-        .unwrap();
+    let resp = c.ca().set_status(name, "signed", None);
     assert_eq!(resp.status, 204, "{}", resp.text());
     let st = status(&mut c, name);
     assert_eq!(
@@ -652,10 +596,9 @@ fn revoking_a_name_revokes_every_certificate_it_ever_had() {
         std::fs::read(&holders[1].0).unwrap(),
         "two certificates"
     );
-    let path = "/puppet-ca/v1/certificate/ca";
     for h in &holders {
         let mut holder = svc.client_with(Some(h.clone()));
-        assert_eq!(holder.request("GET", path, &[], b"").unwrap().status, 200);
+        assert_eq!(holder.ca().ca_bundle().status, 200);
     }
     assert!(cli(&svc, &["ca", "clean", "--certname", name])
         .status
@@ -674,7 +617,7 @@ fn revoking_a_name_revokes_every_certificate_it_ever_had() {
         );
         let refused = match conn {
             Err(_) => true,
-            Ok(mut conn) => match conn.request("GET", path, &[], b"") {
+            Ok(mut conn) => match conn.try_ca().ca_bundle() {
                 Ok(resp) => resp.status == 403,
                 Err(_) => true,
             },
@@ -704,14 +647,7 @@ fn a_revocation_recorded_without_its_crl_is_published_anyway() {
     block_on(store.ca_revoke(name, autosign_proxy::timefmt::now(), 1, event)).unwrap();
     let started = Instant::now();
     loop {
-        let crl = c
-            .request(
-                "GET",
-                "/puppet-ca/v1/certificate_revocation_list/ca",
-                &[],
-                b"",
-            )
-            .unwrap();
+        let crl = c.ca().crl();
         let info = autosign_proxy::ca::crl::crl_info(
             &autosign_proxy::ca::crl::decode_crl_chain(&crl.text()).unwrap()[0],
         )
@@ -737,13 +673,8 @@ fn a_token_lifetime_is_exact_to_the_second() {
     let svc = Service::start("trust-ttl");
     let mut c = svc.client();
     let resp = c
-        .request(
-            "POST",
-            "/api/v1/tokens",
-            &[("Content-Type", "application/json")],
-            br#"{"certname":"quick.example.com","ttl":"1s"}"#,
-        )
-        .unwrap();
+        .api()
+        .create_token(br#"{"certname":"quick.example.com","ttl":"1s"}"#);
     assert_eq!(resp.status, 201, "{}", resp.text());
     let token = json(&resp)["token"].as_str().unwrap().to_string();
     std::thread::sleep(Duration::from_millis(2100));
@@ -753,24 +684,12 @@ fn a_token_lifetime_is_exact_to_the_second() {
     // Overflowing lifetimes are a clear 400.
     for ttl in [r#""9223372036854775807d""#, "9223372036854775807"] {
         let body = format!(r#"{{"certname":"quick.example.com","ttl":{ttl}}}"#);
-        let resp = c
-            .request(
-                "POST",
-                "/api/v1/tokens",
-                &[("Content-Type", "application/json")],
-                body.as_bytes(),
-            )
-            .unwrap();
+        let resp = c.api().create_token(body.as_bytes());
         assert_eq!(resp.status, 400, "{ttl}: {}", resp.text());
     }
     let resp = c
-        .request(
-            "POST",
-            "/puppet/ca/autosign/quick.example.com?token_ttl=9223372036854775807",
-            &[],
-            b"",
-        )
-        .unwrap();
+        .foreman()
+        .create_autosign("quick.example.com", Some("9223372036854775807"));
     assert_eq!(resp.status, 400, "{}", resp.text());
 }
 
@@ -856,14 +775,13 @@ fn hostile_strings_stay_on_their_log_line() {
         }
     };
     let csr = ec_csr("web01.example.com");
-    let resp = c
-        .request(
-            "POST",
-            "/puppet/ca/validate?certname=web01%0AFORGED%20decision%3Dapproved",
-            &[("Accept", "application/json")],
-            &csr,
-        )
-        .unwrap();
+    // Raw: the certname is hostile bytes, spelled out here exactly as they go on the wire.
+    let resp = c.raw(
+        "POST",
+        "/puppet/ca/validate?certname=web01%0AFORGED%20decision%3Dapproved",
+        &[("Accept", "application/json")],
+        &csr,
+    );
     assert_eq!(resp.status, 404);
     std::thread::sleep(Duration::from_millis(300));
     let _ = child.kill();
@@ -888,13 +806,8 @@ fn anonymous_submissions_are_limited_per_address() {
         assert_eq!(put_csr(&mut agent, &name, &ec_csr(&name)).0, 200);
     }
     let resp = agent
-        .request(
-            "PUT",
-            "/puppet-ca/v1/certificate_request/flood5.example.com",
-            &[("Content-Type", "text/plain")],
-            &ec_csr("flood5.example.com"),
-        )
-        .unwrap();
+        .ca()
+        .submit("flood5.example.com", &ec_csr("flood5.example.com"));
     assert_eq!(resp.status, 429, "{}", resp.text());
     let retry: u64 = resp
         .headers
@@ -905,14 +818,7 @@ fn anonymous_submissions_are_limited_per_address() {
     assert!((1..=12).contains(&retry), "{retry}");
     // Nothing was stored for the refused one; an authenticated client is not limited.
     let mut c = svc.client();
-    let resp = c
-        .request(
-            "GET",
-            "/puppet-ca/v1/certificate_request/flood5.example.com",
-            &[],
-            b"",
-        )
-        .unwrap();
+    let resp = c.ca().request("flood5.example.com");
     assert_eq!(resp.status, 404);
     assert_eq!(
         put_csr(&mut c, "flood6.example.com", &ec_csr("flood6.example.com")).0,
@@ -942,15 +848,7 @@ fn a_squatters_request_gives_way_to_the_host_with_its_token() {
     assert_eq!(code, 200, "{body}");
     let pem = certificate(&mut host, name).expect("the host got its certificate");
     assert!(pem.contains("BEGIN CERTIFICATE"));
-    let events = json(
-        &c.request(
-            "GET",
-            "/api/v1/events?kind=certificate_request_replaced",
-            &[],
-            b"",
-        )
-        .unwrap(),
-    );
+    let events = json(&c.api().events(&[("kind", "certificate_request_replaced")]));
     assert_eq!(events["events"].as_array().unwrap().len(), 1, "{events}");
     // Without a live token nobody replaces anybody.
     let other = "web43.example.com";
@@ -1098,14 +996,13 @@ fn client_certificates_of_other_cas_are_checked_against_their_crls() {
         c.tls.client_crl = vec![foreign.crl()];
     });
     let mut foreman = svc.client_with(Some((cert.clone(), key.clone())));
-    let path = "/puppet/ca/autosign";
-    assert_eq!(foreman.request("GET", path, &[], b"").unwrap().status, 200);
+    assert_eq!(foreman.foreman().autosign_list().status, 200);
     // The other CA revokes the certificate and rewrites its CRL file.
     std::thread::sleep(Duration::from_millis(1100)); // a new mtime, to the second
     foreign.revoke(&cert);
     let revoked_at = Instant::now();
     loop {
-        let resp = foreman.request("GET", path, &[], b"").unwrap();
+        let resp = foreman.foreman().autosign_list();
         if resp.status == 403 {
             break;
         }
@@ -1129,7 +1026,8 @@ fn client_certificates_of_other_cas_are_checked_against_their_crls() {
     ) {
         Err(_) => true,
         Ok(mut conn) => conn
-            .request("GET", path, &[], b"")
+            .try_foreman()
+            .autosign_list()
             .map(|r| r.status == 403)
             .unwrap_or(true),
     };
@@ -1146,24 +1044,10 @@ fn hostile_if_modified_since_dates_are_ignored_not_overflowed() {
         "garbage",
         "Thu, 01 Jan 1970 00:00:00 GMT",
     ] {
-        let resp = anyone
-            .request(
-                "GET",
-                "/puppet-ca/v1/certificate_revocation_list/ca",
-                &[("If-Modified-Since", date)],
-                b"",
-            )
-            .unwrap();
+        let resp = anyone.ca().crl_if_modified_since(date);
         assert_eq!(resp.status, 200, "{date}: the CRL, as if unconditional");
     }
     let far = "Fri, 31 Dec 9999 23:59:59 GMT";
-    let resp = anyone
-        .request(
-            "GET",
-            "/puppet-ca/v1/certificate_revocation_list/ca",
-            &[("If-Modified-Since", far)],
-            b"",
-        )
-        .unwrap();
+    let resp = anyone.ca().crl_if_modified_since(far);
     assert_eq!(resp.status, 304);
 }

@@ -26,7 +26,7 @@ fn right_token_signs_once_and_replay_is_refused() {
     assert_eq!(token.len(), 43);
     assert!(token.bytes().all(|b| b.is_ascii_alphanumeric()));
 
-    let listed = json(&c.request("GET", "/puppet/ca/autosign", &[], b"").unwrap());
+    let listed = json(&c.foreman().autosign_list());
     assert!(
         listed
             .as_array()
@@ -45,28 +45,22 @@ fn right_token_signs_once_and_replay_is_refused() {
 
     // Without Accept: application/json the answer is Foreman's: empty bodies.
     let replay = c
-        .request(
-            "POST",
-            "/puppet/ca/validate?certname=web01.example.com",
-            &[],
-            &csr,
-        )
-        .unwrap();
+        .foreman()
+        .plain()
+        .validate(Some("web01.example.com"), &csr);
     assert_eq!(replay.status, 404);
     assert!(replay.body.is_empty());
     let replay = validate(&mut c, Some("web01.example.com"), &csr);
     assert_eq!(reason(&replay), "token_used");
 
     // The used token no longer shows in Foreman's list, and DELETE says it is gone.
-    let listed = json(&c.request("GET", "/puppet/ca/autosign", &[], b"").unwrap());
+    let listed = json(&c.foreman().autosign_list());
     assert!(!listed
         .as_array()
         .unwrap()
         .iter()
         .any(|v| v == "web01.example.com"));
-    let del = c
-        .request("DELETE", "/puppet/ca/autosign/web01.example.com", &[], b"")
-        .unwrap();
+    let del = c.foreman().delete_autosign("web01.example.com");
     assert_eq!(del.status, 404);
 
     // Every decision is recorded with the client, the fingerprint and the token id.
@@ -122,14 +116,7 @@ fn token_of_another_host_is_refused_and_not_consumed() {
         resp.text()
     );
     // Even with an allow-list entry for the CSR's host, a wrong token never falls through.
-    let add = c
-        .request(
-            "POST",
-            "/api/v1/autosign-entries",
-            &[("Content-Type", "application/json")],
-            br#"{"pattern":"*.example.com"}"#,
-        )
-        .unwrap();
+    let add = c.api().add_entry(br#"{"pattern":"*.example.com"}"#);
     assert_eq!(add.status, 201, "{}", add.text());
     assert_eq!(
         reason(&validate(&mut c, Some("web01.example.com"), &csr)),
@@ -179,24 +166,15 @@ fn unknown_expired_and_revoked_tokens_are_refused() {
 
     // Revoked through the native API.
     let resp = c
-        .request(
-            "POST",
-            "/api/v1/tokens",
-            &[("Content-Type", "application/json")],
-            br#"{"certname":"c.example.com","ttl":"2h"}"#,
-        )
-        .unwrap();
+        .api()
+        .create_token(br#"{"certname":"c.example.com","ttl":"2h"}"#);
     assert_eq!(resp.status, 201, "{}", resp.text());
     let issued = json(&resp);
     let id = issued["id"].as_i64().unwrap();
     let token = issued["token"].as_str().unwrap().to_string();
-    let del = c
-        .request("DELETE", &format!("/api/v1/tokens/{id}"), &[], b"")
-        .unwrap();
+    let del = c.api().revoke_token(id);
     assert_eq!(del.status, 200, "{}", del.text());
-    let again = c
-        .request("DELETE", &format!("/api/v1/tokens/{id}"), &[], b"")
-        .unwrap();
+    let again = c.api().revoke_token(id);
     assert_eq!(again.status, 404);
     let csr = openssl_csr(&CsrOpts::new("c.example.com").challenge(&token));
     assert_eq!(
@@ -242,9 +220,7 @@ fn allow_list_entries_follow_autosign_conf_semantics() {
     assert_eq!(reason(&validate(&mut c, None, &csr)), "not_authorized");
 
     // Foreman's POST of a glob becomes an entry.
-    let resp = c
-        .request("POST", "/puppet/ca/autosign/*.lab.example.com", &[], b"")
-        .unwrap();
+    let resp = c.foreman().create_autosign("*.lab.example.com", None);
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert!(resp.body.is_empty());
     let resp = validate(&mut c, None, &csr);
@@ -270,17 +246,13 @@ fn allow_list_entries_follow_autosign_conf_semantics() {
         "alt_name_not_allowed"
     );
 
-    let del = c
-        .request("DELETE", "/puppet/ca/autosign/*.lab.example.com", &[], b"")
-        .unwrap();
+    let del = c.foreman().delete_autosign("*.lab.example.com");
     assert_eq!(del.status, 200);
     assert_eq!(reason(&validate(&mut c, None, &csr)), "not_authorized");
 
     // Import reports every line it cannot use.
     let conf = b"# site list\nweb01.example.com\nbad entry\n*.ok.example.com\n*foo.example.com\nUPPER.example.com\n";
-    let resp = c
-        .request("POST", "/api/v1/autosign-entries/import", &[], conf)
-        .unwrap();
+    let resp = c.api().import_entries(conf);
     assert_eq!(resp.status, 200, "{}", resp.text());
     let report = json(&resp);
     assert_eq!(
@@ -300,25 +272,15 @@ fn allow_list_entries_follow_autosign_conf_semantics() {
 fn alt_names_need_the_token_to_allow_them() {
     let svc = Service::start("sans");
     let mut c = svc.client();
-    let resp = c
-        .request(
-            "POST",
-            "/api/v1/tokens",
-            &[("Content-Type", "application/json")],
-            br#"{"certname":"puppet01.example.com","alt_names":["DNS:puppet","IP:10.0.0.5"],"metadata":{"build_id":"42"}}"#,
-        )
-        .unwrap();
+    let resp = c.api().create_token(
+        br#"{"certname":"puppet01.example.com","alt_names":["DNS:puppet","IP:10.0.0.5"],"metadata":{"build_id":"42"}}"#,
+    );
     assert_eq!(resp.status, 201, "{}", resp.text());
     // Each refusal exposes (and so revokes) the token it carried: a fresh one per case.
     let mut fresh = || {
-        let resp = c
-            .request(
-                "POST",
-                "/api/v1/tokens",
-                &[("Content-Type", "application/json")],
-                br#"{"certname":"puppet01.example.com","alt_names":["DNS:puppet","IP:10.0.0.5"]}"#,
-            )
-            .unwrap();
+        let resp = c.api().create_token(
+            br#"{"certname":"puppet01.example.com","alt_names":["DNS:puppet","IP:10.0.0.5"]}"#,
+        );
         assert_eq!(resp.status, 201, "{}", resp.text());
         json(&resp)["token"].as_str().unwrap().to_string()
     };
