@@ -76,6 +76,13 @@ pub mod path {
         }
     }
     pub const AUTOSIGN: &str = "/puppet/ca/autosign";
+    /// smart-proxy's logs module, as Foreman's Logs tab polls it.
+    pub fn logs(from_timestamp: Option<&str>) -> String {
+        match from_timestamp {
+            Some(t) => format!("/logs/?from_timestamp={}", encode(t)),
+            None => "/logs/".to_string(),
+        }
+    }
     /// A host's token or allow-list entry; `token_ttl` in minutes, as Foreman sends it.
     pub fn autosign(host: &str, token_ttl: Option<&str>) -> String {
         match token_ttl {
@@ -389,6 +396,10 @@ impl<'a, M: Outcome> Foreman<'a, M> {
     }
     pub fn delete_autosign(&mut self, host: &str) -> M::Out {
         self.call("DELETE", &path::autosign(host, None), b"")
+    }
+    /// The log records since `from_timestamp` (seconds, a float as Foreman sends it).
+    pub fn logs(&mut self, from_timestamp: Option<&str>) -> M::Out {
+        self.call("GET", &path::logs(from_timestamp), b"")
     }
 }
 

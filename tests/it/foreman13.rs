@@ -37,15 +37,7 @@ fn a_real_agent_with_dns_alt_names_bootstraps_through_a_foreman_token() {
         Some("puppet,c1.compile.example.com,IP:10.1.2.3"),
     );
     assert!(run.success, "{}\n{}", run.stdout, run.stderr);
-    let resp = c
-        .request(
-            "GET",
-            "/puppet-ca/v1/certificate_status/compile01.example.com",
-            &[("Accept", "application/json")],
-            b"",
-        )
-        .unwrap();
-    let st = json(&resp);
+    let st = json(&c.ca().status("compile01.example.com"));
     assert_eq!(st["state"], "signed", "{st}");
     assert_eq!(
         st["subject_alt_names"],
@@ -73,15 +65,7 @@ fn a_real_agent_with_dns_alt_names_bootstraps_through_a_foreman_token() {
         },
     );
     assert!(!run.success, "must not be signed");
-    let resp = c
-        .request(
-            "GET",
-            "/puppet-ca/v1/certificate_status/compile02.example.com",
-            &[("Accept", "application/json")],
-            b"",
-        )
-        .unwrap();
-    let st = json(&resp);
+    let st = json(&c.ca().status("compile02.example.com"));
     assert_eq!(st["state"], "requested", "{st}");
     assert!(
         st["pending_reason"]
@@ -129,14 +113,7 @@ fn a_rejected_attempt_shows_in_foremans_logs_tab() {
     assert_eq!(resp.status, 404);
     // As Foreman's proxy Logs tab asks: GET /logs/?from_timestamp=<float>.
     let since = autosign_proxy::timefmt::now() - 60;
-    let resp = c
-        .request(
-            "GET",
-            &format!("/logs/?from_timestamp={since}.5"),
-            &[("Accept", "application/json")],
-            b"",
-        )
-        .unwrap();
+    let resp = c.foreman().logs(Some(&format!("{since}.5")));
     assert_eq!(resp.status, 200, "{}", resp.text());
     let body = json(&resp);
     assert!(body["info"]["failed_modules"].is_object(), "{body}");
@@ -158,10 +135,7 @@ fn a_rejected_attempt_shows_in_foremans_logs_tab() {
     );
     // Trusted hosts only; listed as a feature.
     let mut anyone = svc.client_with(None);
-    assert_eq!(
-        anyone.request("GET", "/logs/", &[], b"").unwrap().status,
-        403
-    );
-    let features = json(&c.request("GET", "/features", &[], b"").unwrap());
+    assert_eq!(anyone.foreman().logs(None).status, 403);
+    let features = json(&c.foreman().features());
     assert!(features.as_array().unwrap().contains(&"logs".into()));
 }

@@ -204,10 +204,7 @@ fn a_new_token_leaves_the_one_the_host_carries_valid() {
         "the other stays listed"
     );
     // Foreman's DELETE revokes what is left.
-    let resp = c
-        .request("DELETE", "/puppet/ca/autosign/web.example.com", &[], b"")
-        .unwrap();
-    assert_eq!(resp.status, 200);
+    assert_eq!(c.foreman().delete_autosign("web.example.com").status, 200);
     let csr = openssl_csr(&CsrOpts::new("web.example.com").challenge(&new));
     assert_eq!(reason(&validate(&mut c, None, &csr)), "token_revoked");
 }
