@@ -141,6 +141,22 @@ pub struct SmartProxyConfig {
     pub puppet_ssl_cert: Option<PathBuf>,
     pub puppet_ssl_key: Option<PathBuf>,
     pub puppet_ssl_ca: Option<PathBuf>,
+    /// What Foreman's `POST /puppet/ca/autosign/<host>` makes: "token" (a one-time build
+    /// token the host must present) or "hostname" (an allow-list entry for exactly that
+    /// name, removed by the DELETE, for templates that write no csr_attributes.yaml).
+    pub autosign: ForemanAutosign,
+}
+
+/// How Foreman's autosign entries authorize a host.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ForemanAutosign {
+    /// A one-time build token bound to the name (default).
+    #[default]
+    Token,
+    /// The name alone, as smart-proxy's default autosign.conf provider: whoever asks
+    /// first with that name while the entry exists is signed.
+    Hostname,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]

@@ -42,6 +42,8 @@ pub struct HttpState {
     pub local_client_fingerprint: String,
     /// Anonymous certificate requests per address.
     pub anonymous_limit: limit::AnonymousLimit,
+    /// What Foreman's autosign POST creates.
+    pub foreman_autosign: crate::config::ForemanAutosign,
 }
 
 impl HttpState {
@@ -68,6 +70,7 @@ impl HttpState {
             admin_hosts: lower(&config.ca.admin_hosts),
             local_client_fingerprint,
             anonymous_limit: limit::AnonymousLimit::new(config.ca.anonymous_requests_per_minute),
+            foreman_autosign: config.smart_proxy.autosign,
         }
     }
 

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::errors::ApiError;
 use super::{HttpState, Trusted};
 use crate::app::AppError;
+use crate::config::ForemanAutosign;
 use crate::domain::csr::MAX_CSR_BYTES;
 use crate::domain::event::EventFilter;
 use crate::domain::token::minutes_to_seconds;
@@ -298,7 +299,7 @@ async fn create_autosign(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let certname = path.into_inner();
-    if certname.contains('*') {
+    if certname.contains('*') || state.foreman_autosign == ForemanAutosign::Hostname {
         state
             .app
             .add_allow_entry(&certname, Vec::new(), &actor)

@@ -139,7 +139,11 @@ pub async fn start(
     let reserved = datadir::reserved_names(&config);
     let app = Arc::new(App::new(store.clone(), config.clone(), reserved));
     let authority = Arc::new(authority(&config, &dir, app.clone(), store.clone())?);
-    let (foreman_ca, puppet_url) = smart_proxy_ca(&config, authority.clone())?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?
+        .port();
+    let (foreman_ca, puppet_url) = smart_proxy_ca(&config, authority.clone(), port)?;
     let server = http::start(
         HttpState::new(
             app.clone(),
@@ -317,6 +321,7 @@ async fn follow_crl(
 fn smart_proxy_ca(
     config: &Config,
     ours: Arc<Authority>,
+    port: u16,
 ) -> Result<(Arc<dyn ForemanCa>, String), String> {
     let sp = &config.smart_proxy;
     if sp.ca == SmartProxyCa::Puppetserver {
@@ -336,7 +341,7 @@ fn smart_proxy_ca(
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "localhost".into())
     });
-    let port = config.listen.rsplit(':').next().unwrap_or("8140");
+    // The port actually bound (`listen` may say 0).
     Ok((ours, format!("https://{host}:{port}")))
 }
 

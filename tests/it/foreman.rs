@@ -45,7 +45,7 @@ fn registration_answers_as_a_smart_proxy() {
     assert_eq!(v2["puppetca"]["https_enabled"], true);
     assert_eq!(
         v2["puppetca"]["settings"]["puppet_url"],
-        format!("https://proxy.example.com:{}", 0).replace(":0", ":0")
+        format!("https://proxy.example.com:{}", svc.port)
     );
 }
 

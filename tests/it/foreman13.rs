@@ -139,3 +139,70 @@ fn a_rejected_attempt_shows_in_foremans_logs_tab() {
     let features = json(&c.foreman().features());
     assert!(features.as_array().unwrap().contains(&"logs".into()));
 }
+
+#[test]
+fn the_csr_attributes_template_renders_under_foremans_safe_mode() {
+    // Safe mode's host jail allows `puppetca_token` (and the token's `value`); nothing
+    // else on @host may be called.
+    let template = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/csr_attributes.yaml.erb"
+    ))
+    .unwrap();
+    let calls: Vec<&str> = template
+        .match_indices("@host.")
+        .map(|(i, _)| {
+            let rest = &template[i + "@host.".len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect();
+    assert!(!calls.is_empty());
+    assert!(
+        calls.iter().all(|m| *m == "puppetca_token"),
+        "only what the jail allows: {calls:?}"
+    );
+    for after in template.split("@host.puppetca_token.").skip(1) {
+        let method: String = after
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '?')
+            .collect();
+        assert!(
+            method == "value" || method == "present?",
+            "the token's {method}"
+        );
+    }
+}
+
+#[test]
+fn hostname_autosigning_makes_an_exact_entry_foreman_removes() {
+    let svc = Service::start_with("foreman-hostname", |c| {
+        c.smart_proxy.autosign = autosign_proxy::config::ForemanAutosign::Hostname;
+    });
+    let mut c = svc.client();
+    let resp = c
+        .foreman()
+        .plain()
+        .create_autosign("web07.example.com", None);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let listed = json(&c.foreman().autosign_list());
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .contains(&"web07.example.com".into()),
+        "{listed}"
+    );
+    let csr = openssl_csr(&CsrOpts::new("web07.example.com"));
+    assert_eq!(validate(&mut c, None, &csr).status, 200, "the name alone");
+    let other = openssl_csr(&CsrOpts::new("web08.example.com"));
+    assert_eq!(
+        validate(&mut c, None, &other).status,
+        404,
+        "exactly that name"
+    );
+    assert_eq!(c.foreman().delete_autosign("web07.example.com").status, 200);
+    assert_eq!(validate(&mut c, None, &csr).status, 404, "removed");
+}

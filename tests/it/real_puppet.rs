@@ -267,6 +267,13 @@ fn puppetserver_signs_only_what_autosign_proxy_approves() {
     assert!(ps.is_signed("slow.example.com"), "signed on puppetserver");
     assert_eq!(fm.foreman().clean("good.example.com").status, 200);
     assert!(!ps.is_signed("good.example.com"), "cleaned on puppetserver");
+    // As Foreman's proxy does: revoke, then delete, so a pending request goes too.
+    assert!(ps.is_pending("thief.example.com"));
+    assert_eq!(fm.foreman().clean("thief.example.com").status, 200);
+    assert!(
+        !ps.is_pending("thief.example.com"),
+        "the pending request is removed on puppetserver"
+    );
     assert_eq!(fm.foreman().clean("never.example.com").status, 404);
     assert_eq!(fm.foreman().sign("never.example.com").status, 404);
 

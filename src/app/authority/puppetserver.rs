@@ -91,16 +91,25 @@ impl PuppetserverCa {
         }
     }
 
-    /// Revoke and delete; `false` when puppetserver has nothing of that name.
+    /// What Foreman's smart proxy does: revoke (409: nothing signed to revoke, 404:
+    /// unknown), then delete the certificate or pending request (404: nothing there).
+    /// `false` when puppetserver had nothing of that name.
     pub async fn clean(&self, name: &str) -> Result<bool, AppError> {
-        let body = serde_json::json!({ "certnames": [name], "async": false })
-            .to_string()
-            .into_bytes();
-        let resp = self.call("PUT", "/puppet-ca/v1/clean".into(), body).await?;
-        if resp.status != 200 {
-            return Err(unexpected(&resp));
+        let path = format!(
+            "/puppet-ca/v1/certificate_status/{}",
+            autosign_policy::percent_encode_component(name)
+        );
+        let body = br#"{"desired_state":"revoked"}"#.to_vec();
+        let revoked = self.call("PUT", path.clone(), body).await?;
+        if !matches!(revoked.status, 200 | 204 | 404 | 409) {
+            return Err(unexpected(&revoked));
         }
-        Ok(!resp.text().contains("do not exist"))
+        let deleted = self.call("DELETE", path, Vec::new()).await?;
+        match deleted.status {
+            200 | 204 => Ok(true),
+            404 => Ok(revoked.status != 404 && revoked.status != 409),
+            _ => Err(unexpected(&deleted)),
+        }
     }
 }
 
