@@ -154,8 +154,21 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.current()?
-            .verify_client_cert(end_entity, intermediates, now)
+        let verified = self
+            .current()?
+            .verify_client_cert(end_entity, intermediates, now);
+        if let Err(e) = &verified {
+            // Say whose certificate and which issuer, so a failing setup step (Foreman's
+            // certificate from a CA not in tls.client_ca) is found in the log.
+            let info = cert_info(end_entity.as_ref()).ok();
+            tracing::warn!(
+                client = %info.as_ref().and_then(|i| i.common_name.as_deref()).unwrap_or("?").escape_debug(),
+                issuer = %info.as_ref().and_then(|i| i.issuer_common_name.as_deref()).unwrap_or("?").escape_debug(),
+                error = %e,
+                "client certificate refused at the TLS handshake (an unknown issuer belongs in tls.client_ca)"
+            );
+        }
+        verified
     }
 
     fn verify_tls12_signature(
