@@ -8,6 +8,7 @@ mod events;
 mod foreman;
 mod policy_exec;
 mod puppet;
+mod puppet8;
 mod real_puppet;
 mod replicas;
 mod support;
