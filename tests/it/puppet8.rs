@@ -675,3 +675,102 @@ fn puppetserver_8_signs_only_what_autosign_proxy_approves_and_its_ca_imports() {
         String::from_utf8_lossy(&verify.stdout)
     );
 }
+
+/// `puppetserver ca setup` (2.7, offline) makes the layout puppetserver 8 sites get from it:
+/// a root and an intermediate CA (ca_crt.pem and ca_crl.pem hold two each, root_key.pem),
+/// and a host certificate issued by the intermediate. We import it, and that host keeps
+/// working with its certificate: a stock Puppet 8 run refreshes CA and CRL from us.
+#[test]
+fn a_puppetserver_ca_2_7_intermediate_ca_imports_and_its_hosts_keep_working() {
+    if !puppet::require_puppet8(
+        "a_puppetserver_ca_2_7_intermediate_ca_imports_and_its_hosts_keep_working",
+    ) {
+        return;
+    }
+    let dir = temp_dir("p8-setup");
+    let host = dir.join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    let conf = dir.join("puppet.conf");
+    // Nothing listens on ca_port: the CLI sees the CA offline, as `setup` requires.
+    std::fs::write(
+        &conf,
+        format!(
+            "[main]\ncertname = ca8.example.com\nca_server = 127.0.0.1\nca_port = {}\nssldir = {}\n[server]\ncadir = {}\n",
+            free_port(),
+            host.join("ssl").display(),
+            dir.join("ca").display()
+        ),
+    )
+    .unwrap();
+    let (ok, so, se) = puppet::run_in_trixie(
+        puppet::PUPPETSERVER_BIN,
+        &["ca", "setup", "--config", conf.to_str().unwrap()],
+        &dir,
+        Duration::from_secs(120),
+    );
+    assert!(ok, "{so}{se}");
+    let bundle = std::fs::read_to_string(dir.join("ca/ca_crt.pem")).unwrap();
+    assert_eq!(
+        bundle.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "root and intermediate"
+    );
+    assert!(dir.join("ca/root_key.pem").is_file());
+
+    let data = dir.join("imported");
+    let out = Command::new(proxy_bin())
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "ca",
+            "import",
+            "--cadir",
+        ])
+        .arg(dir.join("ca"))
+        .env_remove("AUTOSIGN_PROXY_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "import: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svc = Service::start_with("p8-setup-svc", |c| c.data_dir = data.clone());
+    let mut c = svc.client();
+    assert_eq!(status(&mut c, "ca8.example.com")["state"], "signed");
+
+    // The host's own ssldir, as `setup` left it: a stock agent 8 run against us.
+    let kept = agent8(&host, "ca8.example.com", svc.port, None, &REFRESH_NOW);
+    let out = output(&kept);
+    assert!(kept.success, "{out}");
+    assert!(!out.contains("Creating a new"), "no new key: {out}");
+    assert!(
+        out.contains("Refreshed CRL") || out.contains("CRL is unmodified"),
+        "{out}"
+    );
+    let crls = std::fs::read_to_string(host.join("ssl/crl.pem")).unwrap();
+    assert_eq!(crls.matches("BEGIN X509 CRL").count(), 2, "a CRL per CA");
+
+    // A new agent's certificate chains to the imported root through the intermediate.
+    let token = foreman_token(&mut c, "new8.example.com");
+    let fresh = agent8(
+        &dir.join("new8"),
+        "new8.example.com",
+        svc.port,
+        Some(&token_yaml(&token)),
+        &[],
+    );
+    assert!(fresh.success, "{}", output(&fresh));
+    let verify = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(dir.join("ca/ca_crt.pem"))
+        .arg(fresh.ssldir.join("certs/new8.example.com.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}
