@@ -81,11 +81,15 @@ impl Authority {
 
     /// The CRL chain, PEM: ours, then the parents' (an imported intermediate CA's).
     pub async fn crl_pem(&self) -> Result<String, AppError> {
-        let mut chain = pem::encode("X509 CRL", &self.crl_der().await?.1);
+        Ok(self.crl_chain_pem(&self.crl_der().await?.1))
+    }
+
+    fn crl_chain_pem(&self, ours: &[u8]) -> String {
+        let mut chain = pem::encode("X509 CRL", ours);
         for der in &self.parent_crls {
             chain.push_str(&pem::encode("X509 CRL", der));
         }
-        Ok(chain)
+        chain
     }
 
     /// The CRL chain as [`Authority::crl_pem`], and when it last changed, for Last-Modified
@@ -98,7 +102,7 @@ impl Authority {
         let this_update = crate::ca::crl::crl_this_update(&der)
             .map_err(|e| AppError::Internal(format!("the stored CRL does not parse: {e}")))?;
         Ok((
-            self.crl_pem().await?,
+            self.crl_chain_pem(&der),
             this_update + CRL_BACKDATE_SECONDS + 1,
         ))
     }
