@@ -13,9 +13,12 @@ use crate::domain::csr::MAX_CSR_BYTES;
 use crate::domain::event::Actor;
 use crate::timefmt;
 
-/// The Puppet and CA API version we answer as: 8.4.0 makes `puppetserver ca` use bulk
-/// signing (`POST /sign`).
-pub const PUPPET_VERSION: &str = "8.4.0";
+/// The Puppet version in `X-Puppet-Version`, as puppetserver 8.7 (Debian trixie) sends it.
+pub const PUPPET_VERSION: &str = "8.10.0";
+
+/// The CA service version `/status/v1/services` reports, puppetserver 8.7's: from 8.4.0 on
+/// `puppetserver ca` 2.7 signs in bulk (`POST /sign`, `/sign/all`); 2.4 never asks.
+pub const CA_SERVICE_VERSION: &str = "8.7.0";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -45,7 +48,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/status/v1/simple", web::get().to(running))
     .route("/status/v1/simple/{service}", web::get().to(running))
-    .route("/status/v1/services", web::get().to(services));
+    .route("/status/v1/services", web::get().to(services))
+    .route("/status/v1/services/{service}", web::get().to(one_service));
 }
 
 fn identity(req: &HttpRequest) -> Option<ClientIdentity> {
@@ -324,8 +328,7 @@ async fn statuses(
 }
 
 async fn crl(req: HttpRequest, state: web::Data<HttpState>) -> Result<HttpResponse, PlainError> {
-    let pem = state.authority.crl_pem().await?;
-    let modified = crate::ca::crl::crl_this_update(pem.as_bytes()).unwrap_or(0);
+    let (pem, modified) = state.authority.crl_for_download().await?;
     Ok(text_since(&req, pem, modified))
 }
 
@@ -380,46 +383,20 @@ async fn clean(
     }
 }
 
-async fn sign_names(
-    state: &HttpState,
-    names: &[String],
-    actor: &Actor,
-) -> Result<serde_json::Value, ApiError> {
-    let (mut signed, mut no_csr, mut errors) = (Vec::new(), Vec::new(), Vec::new());
-    for name in names {
-        match state
-            .authority
-            .sign(name, SignOptions::default(), actor)
-            .await
-        {
-            Ok(_) => signed.push(name.clone()),
-            Err(crate::app::AppError::Conflict(m))
-                if m.contains("without a certificate request") =>
-            {
-                no_csr.push(name.clone())
-            }
-            Err(crate::app::AppError::Store(e)) => return Err(e.into()),
-            Err(e) => errors.push(serde_json::json!({ "certname": name, "error": e.to_string() })),
-        }
-    }
-    Ok(serde_json::json!({ "signed": signed, "no-csr": no_csr, "signing-errors": errors }))
-}
-
 async fn sign(
     Admin(actor): Admin,
     state: web::Data<HttpState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, PlainError> {
     let names = parse_certnames(&body)?;
-    Ok(HttpResponse::Ok().json(sign_names(&state, &names, &actor).await?))
+    Ok(HttpResponse::Ok().json(state.authority.sign_bulk(&names, &actor).await?))
 }
 
 async fn sign_all(
     Admin(actor): Admin,
     state: web::Data<HttpState>,
 ) -> Result<HttpResponse, PlainError> {
-    let names = state.authority.pending_names().await?;
-    Ok(HttpResponse::Ok().json(sign_names(&state, &names, &actor).await?))
+    Ok(HttpResponse::Ok().json(state.authority.sign_all_pending(&actor).await?))
 }
 
 /// A new certificate for the key the client already holds, identified by its current
@@ -454,14 +431,32 @@ async fn running(state: web::Data<HttpState>) -> HttpResponse {
     }
 }
 
+/// The CA service's status entry, with puppetserver 8.7's fields.
+fn ca_service_status() -> serde_json::Value {
+    serde_json::json!({
+        "service_version": CA_SERVICE_VERSION,
+        "service_status_version": 1,
+        "detail_level": "info",
+        "state": "running",
+        "status": {},
+        "active_alerts": []
+    })
+}
+
 async fn services() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
-        "ca": {
-            "service_version": PUPPET_VERSION,
-            "service_status_version": 1,
-            "detail_level": "info",
-            "state": "running",
-            "status": {}
-        }
-    }))
+    HttpResponse::Ok().json(serde_json::json!({ "ca": ca_service_status() }))
+}
+
+/// `/status/v1/services/ca` (with `service_name`, as puppetserver answers); 404 for the
+/// services a CA alone does not run.
+async fn one_service(service: web::Path<String>) -> Result<HttpResponse, PlainError> {
+    if service.as_str() != "ca" {
+        return Err(ApiError::NotFound(format!(
+            "No status information found for service {service}"
+        ))
+        .into());
+    }
+    let mut status = ca_service_status();
+    status["service_name"] = "ca".into();
+    Ok(HttpResponse::Ok().json(status))
 }

@@ -162,7 +162,7 @@ fn under_autosign_false_an_operator_signs_and_alt_names_are_gated() {
 }
 
 /// An ssldir for `puppetserver ca`, holding the service's local admin client certificate.
-fn admin_ssldir(svc: &Service, dir: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn admin_ssldir(svc: &Service, dir: &std::path::Path) -> std::path::PathBuf {
     let ssl = dir.join("ssl");
     std::fs::create_dir_all(ssl.join("certs")).unwrap();
     std::fs::create_dir_all(ssl.join("private_keys")).unwrap();
@@ -486,7 +486,7 @@ fn ca_api_error_paths_follow_puppetserver() {
     assert_eq!(again.status, 304);
     assert_eq!(anon.ca().simple_status_of("ca").text(), "running");
     let services = json(&anon.ca().services());
-    assert_eq!(services["ca"]["service_version"], "8.4.0");
+    assert_eq!(services["ca"]["service_version"], "8.7.0");
 }
 
 #[test]

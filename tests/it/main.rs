@@ -10,6 +10,7 @@ mod foreman;
 mod foreman13;
 mod policy_exec;
 mod puppet;
+mod puppet8;
 mod real_puppet;
 mod replicas;
 mod support;

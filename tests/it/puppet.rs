@@ -209,6 +209,8 @@ pub struct PuppetServer {
     pub certname: String,
     /// How long it took until it answered.
     pub startup: Duration,
+    /// Debian trixie's puppetserver 8 (in the trixie root) rather than the host's 7.
+    pub puppet8: bool,
     child: Option<Child>,
 }
 
@@ -218,14 +220,29 @@ impl PuppetServer {
     /// "true"/"false"), with extra environment `env` (puppetserver hands its whole
     /// environment, plus GEM_PATH, to the policy executable). Waits up to 180 s.
     pub fn start(dir: &Path, autosign: &str, env: &[(&str, &str)]) -> Result<PuppetServer, String> {
-        if !puppet_available() {
+        Self::start_with(false, dir, autosign, env)
+    }
+
+    /// [`PuppetServer::start`] with trixie's puppetserver 8 in the trixie root when
+    /// `puppet8` (it runs there with the same private directories under `dir`).
+    pub fn start_with(
+        puppet8: bool,
+        dir: &Path,
+        autosign: &str,
+        env: &[(&str, &str)],
+    ) -> Result<PuppetServer, String> {
+        if puppet8 {
+            if let Some(why) = puppet8_missing() {
+                return Err(why);
+            }
+        } else if !puppet_available() {
             return Err("real Puppet is not installed".into());
         }
         let mut last_err = String::new();
         // The port is picked by bind-and-release; retry once if someone grabbed it meanwhile.
         for _attempt in 0..2 {
             let port = free_port();
-            match Self::start_on(dir, port, autosign, env) {
+            match Self::start_on(puppet8, dir, port, autosign, env) {
                 Ok(s) => return Ok(s),
                 Err(e) if e.contains("Address already in use") => last_err = e,
                 Err(e) => return Err(e),
@@ -235,6 +252,7 @@ impl PuppetServer {
     }
 
     fn start_on(
+        puppet8: bool,
         dir: &Path,
         port: u16,
         autosign: &str,
@@ -254,12 +272,16 @@ impl PuppetServer {
 
         // conf.d: the package's auth.conf, web-routes.conf, ca.conf, metrics.conf (its schema
         // is required: without metrics.conf the JVM dies at init) + our own files.
+        let root = if puppet8 {
+            trixie_root()
+        } else {
+            PathBuf::from("/")
+        };
+        let conf_d = root.join(PUPPETSERVER_CONF.trim_start_matches('/'));
+        let services_d = root.join(PUPPETSERVER_SERVICES.trim_start_matches('/'));
         for f in ["auth.conf", "web-routes.conf", "ca.conf", "metrics.conf"] {
-            fs::copy(
-                Path::new(PUPPETSERVER_CONF).join(f),
-                dir.join("conf.d").join(f),
-            )
-            .map_err(|e| format!("copy {f}: {e}"))?;
+            fs::copy(conf_d.join(f), dir.join("conf.d").join(f))
+                .map_err(|e| format!("copy {f}: {e}"))?;
         }
         write(
             &dir.join("conf.d/puppetserver.conf"),
@@ -308,8 +330,8 @@ impl PuppetServer {
         // services.d: the package's service lists (bootstrap.cfg, ca.cfg) minus comments and
         // the update-check (dujour) line. ca.cfg also carries the filesystem-watch service.
         for f in ["bootstrap.cfg", "ca.cfg"] {
-            let src = fs::read_to_string(Path::new(PUPPETSERVER_SERVICES).join(f))
-                .map_err(|e| format!("read {f}: {e}"))?;
+            let src =
+                fs::read_to_string(services_d.join(f)).map_err(|e| format!("read {f}: {e}"))?;
             let kept: String = src
                 .lines()
                 .filter(|l| {
@@ -339,7 +361,11 @@ impl PuppetServer {
         let stdout =
             fs::File::create(dir.join("log/stdout.log")).map_err(|e| format!("stdout.log: {e}"))?;
         let stderr = stdout.try_clone().map_err(|e| e.to_string())?;
-        let mut cmd = Command::new("java");
+        let mut cmd = if puppet8 {
+            in_trixie("/usr/bin/java")
+        } else {
+            Command::new("java")
+        };
         cmd.args([
             "-Xms256m",
             "-Xmx1g",
@@ -377,6 +403,7 @@ impl PuppetServer {
             dir: dir.clone(),
             certname: SERVER_CERTNAME.to_string(),
             startup: Duration::ZERO,
+            puppet8,
             child: Some(child),
         };
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -466,7 +493,8 @@ impl PuppetServer {
 
     /// `puppetserver ca ARGS` against this server, authenticating with its own host cert.
     pub fn ca_cli(&self, args: &[&str]) -> (bool, String) {
-        puppetserver_ca(
+        puppetserver_ca_with(
+            self.puppet8,
             &self.dir.join("ca-cli"),
             self.port,
             &self.ssldir(),
@@ -538,6 +566,14 @@ pub struct AgentOptions<'a> {
     pub extra_args: Vec<&'a str>,
     /// Kill the agent after this long (default [`AGENT_TIMEOUT`]).
     pub timeout: Option<Duration>,
+    /// The puppet subcommand and its arguments (default `ssl bootstrap`; e.g.
+    /// `agent --test` for a run that talks to the server).
+    pub command: Vec<&'a str>,
+    /// `--serverport` when the server is not the CA (default: the CA's port).
+    pub server_port: Option<u16>,
+    /// Run Debian trixie's Puppet 8 agent (in the trixie root, see [`in_trixie`])
+    /// instead of the host's Puppet 7.
+    pub puppet8: bool,
 }
 
 /// A stock Debian puppet agent's certificate bootstrap (`puppet ssl bootstrap`) against
@@ -586,15 +622,19 @@ pub fn agent_bootstrap_with(
     let p = port.to_string();
     let keylength = opts.keylength.unwrap_or(2048).to_string();
     let sub = |s: &str| dir.join(s).display().to_string();
-    let mut args: Vec<String> = vec![
-        "ssl".into(),
-        "bootstrap".into(),
+    let mut args: Vec<String> = if opts.command.is_empty() {
+        vec!["ssl".into(), "bootstrap".into()]
+    } else {
+        opts.command.iter().map(|s| s.to_string()).collect()
+    };
+    args.extend([
         "--certname".into(),
         certname.into(),
         "--server".into(),
         "127.0.0.1".into(),
         "--serverport".into(),
-        p.clone(),
+        opts.server_port
+            .map_or_else(|| p.clone(), |s| s.to_string()),
         "--ca_server".into(),
         "127.0.0.1".into(),
         "--ca_port".into(),
@@ -619,13 +659,17 @@ pub fn agent_bootstrap_with(
         keylength,
         "--color".into(),
         "false".into(),
-    ];
+    ]);
     if let Some(a) = opts.dns_alt_names {
         args.push("--dns_alt_names".into());
         args.push(a.into());
     }
     args.extend(opts.extra_args.iter().map(|s| s.to_string()));
-    let mut cmd = Command::new(PUPPET_BIN);
+    let mut cmd = if opts.puppet8 {
+        in_trixie(PUPPET_BIN)
+    } else {
+        Command::new(PUPPET_BIN)
+    };
     cmd.args(&args).current_dir(&dir);
     let (success, stdout, stderr, elapsed, _) =
         run_with_timeout(cmd, opts.timeout.unwrap_or(AGENT_TIMEOUT));
@@ -751,6 +795,19 @@ pub fn puppetserver_ca(
     certname: &str,
     args: &[&str],
 ) -> (bool, String) {
+    puppetserver_ca_with(false, dir, port, ssldir, certname, args)
+}
+
+/// [`puppetserver_ca`] with trixie's `puppetserver ca` 2.7 (in the trixie root) when
+/// `puppet8`, else the host's 2.4.
+pub fn puppetserver_ca_with(
+    puppet8: bool,
+    dir: &Path,
+    port: u16,
+    ssldir: &Path,
+    certname: &str,
+    args: &[&str],
+) -> (bool, String) {
     if let Err(e) = fs::create_dir_all(dir) {
         return (false, format!("mkdir {}: {e}", dir.display()));
     }
@@ -762,7 +819,11 @@ pub fn puppetserver_ca(
     if let Err(e) = write(&conf, &body) {
         return (false, e);
     }
-    let mut cmd = Command::new(PUPPETSERVER_BIN);
+    let mut cmd = if puppet8 {
+        in_trixie(PUPPETSERVER_BIN)
+    } else {
+        Command::new(PUPPETSERVER_BIN)
+    };
     cmd.arg("ca")
         .args(args)
         .arg("--config")
@@ -770,4 +831,117 @@ pub fn puppetserver_ca(
         .current_dir(dir);
     let (ok, so, se, _, _) = run_with_timeout(cmd, Duration::from_secs(120));
     (ok, format!("{so}{se}"))
+}
+
+// ---------------------------------------------------------------------------
+// Puppet 8: Debian trixie's packages in a root built by scripts/trixie-root
+// ---------------------------------------------------------------------------
+
+/// Where scripts/trixie-root builds the trixie root unless told otherwise.
+pub const TRIXIE_ROOT_DEFAULT: &str = "/var/cache/autosign-proxy-tests/trixie";
+/// Environment variable naming another trixie root.
+pub const TRIXIE_ROOT_ENV: &str = "AUTOSIGN_TRIXIE_ROOT";
+
+/// The trixie root holding puppet-agent 8, puppetserver 8 and `puppetserver ca` 2.7.
+pub fn trixie_root() -> PathBuf {
+    std::env::var_os(TRIXIE_ROOT_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(TRIXIE_ROOT_DEFAULT))
+}
+
+/// What is missing to run Puppet 8 here, if anything.
+pub fn puppet8_missing() -> Option<String> {
+    let root = trixie_root();
+    if !root.join(".autosign-trixie-ready").is_file() {
+        return Some(format!(
+            "no finished trixie root at {} (build it with scripts/trixie-root)",
+            root.display()
+        ));
+    }
+    for f in [
+        PUPPET_BIN,
+        PUPPETSERVER_BIN,
+        PUPPETSERVER_JAR,
+        "/usr/bin/java",
+    ] {
+        if !root.join(f.trim_start_matches('/')).exists() {
+            return Some(format!("{f} is missing in {}", root.display()));
+        }
+    }
+    if which("unshare").is_none() || which("chroot").is_none() {
+        return Some("unshare and chroot (util-linux, coreutils) are needed".into());
+    }
+    // SAFETY: geteuid has no preconditions and touches no memory of ours.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("running Puppet 8 in the trixie root needs root (mount, chroot)".into());
+    }
+    None
+}
+
+/// [`require_puppet`] for Puppet 8: panics when the trixie root is missing, unless
+/// `AUTOSIGN_ALLOW_SKIP_PUPPET=1`, then it says so loudly and returns false.
+pub fn require_puppet8(test: &str) -> bool {
+    let Some(why) = puppet8_missing() else {
+        return true;
+    };
+    let allowed = std::env::var(ALLOW_SKIP_ENV)
+        .map(|v| v == "1" || v == "true")
+        .unwrap_or(false);
+    let msg = format!(
+        "\n\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+         !!! {test}: Puppet 8 cannot run: {why}\n\
+         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+    );
+    if allowed {
+        eprintln!("{msg}!!! SKIPPING because {ALLOW_SKIP_ENV}=1\n");
+        false
+    } else {
+        panic!("{msg}!!! FAILING (set {ALLOW_SKIP_ENV}=1 to skip instead)\n");
+    }
+}
+
+/// Mounts /proc, /dev and /sys into the root and the host's temp directory at the same
+/// path, then chroots and runs the program in the same working directory (when the
+/// root has it, as it has everything under the temp directory). It runs in a mount namespace of its own
+/// (unshare), so these mounts exist only for its processes and vanish with the last of
+/// them, however the test ends: nothing is left mounted on the host or in the root.
+const IN_TRIXIE_SH: &str = r#"set -e
+r=$1; t=$2; shift 2
+mount -t proc proc "$r/proc"
+mount --rbind /dev "$r/dev"
+mount --rbind /sys "$r/sys"
+[ -d "$r$t" ] || mkdir -p "$r$t"
+mount --bind "$t" "$r$t"
+exec chroot "$r" /bin/sh -c 'cd "$0" 2>/dev/null || cd /; exec "$@"' "$PWD" "$@"
+"#;
+
+/// A command that runs `program` (a path inside the root) in the trixie root, sharing this
+/// machine's network (127.0.0.1 is the service under test) and its temp directory (same
+/// path inside and out: the tests' directories and files are seen unchanged). Add
+/// arguments, environment and a working directory (under the temp directory) as usual.
+pub fn in_trixie(program: &str) -> Command {
+    let tmp = fs::canonicalize(std::env::temp_dir()).unwrap_or_else(|_| std::env::temp_dir());
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+        .arg(IN_TRIXIE_SH)
+        .arg("sh")
+        .arg(trixie_root())
+        .arg(tmp)
+        .arg(program)
+        .env("LANG", "C.UTF-8")
+        .env("HOME", "/root");
+    cmd
+}
+
+/// Runs `program args` in the trixie root with a hard timeout: (exit 0, stdout, stderr).
+pub fn run_in_trixie(
+    program: &str,
+    args: &[&str],
+    cwd: &Path,
+    timeout: Duration,
+) -> (bool, String, String) {
+    let mut cmd = in_trixie(program);
+    cmd.args(args).current_dir(cwd);
+    let (ok, so, se, _, _) = run_with_timeout(cmd, timeout);
+    (ok, so, se)
 }

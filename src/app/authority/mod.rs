@@ -13,6 +13,7 @@ mod submit;
 
 pub use crate::config::AutosignMode;
 pub use foreman::ForemanCa;
+pub use sign::BulkSigned;
 pub use statuses::{cert_status_json, CertStatus, Fingerprints};
 
 use std::sync::Arc;

@@ -12,6 +12,10 @@ use crate::metrics::METRICS;
 use crate::pem;
 use crate::timefmt;
 
+/// How far a new CRL's thisUpdate is set back from the moment it is made, for clients
+/// whose clocks lag.
+pub const CRL_BACKDATE_SECONDS: i64 = 60;
+
 impl Authority {
     /// Revoke every certificate of the certname (key compromise, as puppetserver records
     /// it) and publish a new CRL at once.
@@ -95,11 +99,30 @@ impl Authority {
 
     /// The CRL chain, PEM: ours, then the parents' (an imported intermediate CA's).
     pub async fn crl_pem(&self) -> Result<String, AppError> {
-        let mut chain = pem::encode("X509 CRL", &self.crl_der().await?.1);
+        Ok(self.crl_chain_pem(&self.crl_der().await?.1))
+    }
+
+    fn crl_chain_pem(&self, ours: &[u8]) -> String {
+        let mut chain = pem::encode("X509 CRL", ours);
         for der in &self.parent_crls {
             chain.push_str(&pem::encode("X509 CRL", der));
         }
-        Ok(chain)
+        chain
+    }
+
+    /// The CRL chain as [`Authority::crl_pem`], and when it last changed, for Last-Modified
+    /// and If-Modified-Since. Our CRL's thisUpdate is backdated ([`CRL_BACKDATE_SECONDS`])
+    /// and whole-second, and agents send the time they saved their copy, truncated to the
+    /// second: the change is dated at the end of the second it was made in, so an agent
+    /// that fetched the CRL moments before a revocation gets the new one, never a 304.
+    pub async fn crl_for_download(&self) -> Result<(String, i64), AppError> {
+        let (_, der) = self.crl_der().await?;
+        let this_update = crate::ca::crl::crl_this_update(&der)
+            .map_err(|e| AppError::Internal(format!("the stored CRL does not parse: {e}")))?;
+        Ok((
+            self.crl_chain_pem(&der),
+            this_update + CRL_BACKDATE_SECONDS + 1,
+        ))
     }
 
     /// Build and store a new CRL from every revocation, with the next CRL number.
@@ -131,7 +154,7 @@ impl Authority {
         let der = tokio::task::spawn_blocking(move || {
             let spec = CrlSpec {
                 number,
-                this_update: now - 60,
+                this_update: now - CRL_BACKDATE_SECONDS,
                 next_update,
                 revoked: &revoked,
             };

@@ -24,6 +24,17 @@ use crate::pem;
 use crate::store::CaCertificate;
 use crate::timefmt;
 
+/// What a bulk signing did, in puppetserver 8's shape (`signed`, `no-csr`,
+/// `signing-errors`: certnames only).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct BulkSigned {
+    pub signed: Vec<String>,
+    #[serde(rename = "no-csr")]
+    pub no_csr: Vec<String>,
+    #[serde(rename = "signing-errors")]
+    pub signing_errors: Vec<String>,
+}
+
 impl Authority {
     /// Sign the pending request of `name` (an operator's decision), under the same rule
     /// set as autosigning with what the operator explicitly allows.
@@ -50,6 +61,31 @@ impl Authority {
             "signed by an operator",
         )
         .await
+    }
+
+    /// Sign the pending requests of `names` one by one, as puppetserver 8's bulk `/sign`
+    /// does: who was signed, who had no request, who could not be signed (logged with
+    /// why). A store failure stops it.
+    pub async fn sign_bulk(&self, names: &[String], actor: &Actor) -> Result<BulkSigned, AppError> {
+        let mut out = BulkSigned::default();
+        for name in names {
+            match self.sign(name, SignOptions::default(), actor).await {
+                Ok(_) => out.signed.push(name.clone()),
+                Err(AppError::NoRequest(_)) => out.no_csr.push(name.clone()),
+                Err(e @ AppError::Store(_)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(certname = %name, error = %e, "bulk signing: not signed");
+                    out.signing_errors.push(name.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`Authority::sign_bulk`] of every pending request (`/sign/all`).
+    pub async fn sign_all_pending(&self, actor: &Actor) -> Result<BulkSigned, AppError> {
+        let names = self.pending_names().await?;
+        self.sign_bulk(&names, actor).await
     }
 
     /// Issue the certificate, exactly as puppetserver does: serial from the store,
