@@ -13,7 +13,7 @@ mod submit;
 
 pub use crate::config::AutosignMode;
 pub use foreman::ForemanCa;
-pub use statuses::{cert_status_json, CertStatus, Fingerprints};
+pub use statuses::{cert_status_json, CertStatus, Fingerprints, PendingRequest};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,13 +9,14 @@ use super::events::{insert_event, with_event, EventParams};
 use super::{db, execute, get, query, query_opt, Conn, Param, PostgresStore};
 use crate::domain::event::NewEvent;
 use crate::store::sql::{
-    ca_identity_from_row, cert_from_row, certificate_columns, request_columns, request_from_row,
-    revocation_from_row, status_from_row, CERT_COLUMNS, INSERT_CERTIFICATE, INSERT_REQUEST,
+    ca_identity_from_row, cert_from_row, certificate_columns, certificates_query, like_suffix,
+    request_columns, request_from_row, revocation_from_row, status_from_row, Arg,
+    CERTNAMES_MATCHING, CERT_COLUMNS, COUNT_EXPIRING, EXPIRING, INSERT_CERTIFICATE, INSERT_REQUEST,
     REQUEST_COLUMNS,
 };
 use crate::store::{
-    from_i64, to_i64, CaCertificate, CaIdentity, CaImport, CaRequest, CaStore, Revocation,
-    StatusRow, StoreError,
+    from_i64, to_i64, CaCertificate, CaIdentity, CaImport, CaRequest, CaStore, CertQuery,
+    Revocation, StatusRow, StoreError,
 };
 
 /// The converted columns of a certificate insert, owned so their references live.
@@ -450,6 +451,77 @@ impl CaStore for PostgresStore {
             insert_event(self, statements, &tx, &event).await?;
             tx.commit().await.map_err(db)?;
             Ok(names)
+        })
+        .await
+    }
+
+    async fn ca_certificate_page(
+        &self,
+        query_: &CertQuery,
+    ) -> Result<Vec<CaCertificate>, StoreError> {
+        let (sql, args) = certificates_query(query_);
+        self.timed(async {
+            let mut pooled = self.pooled().await?;
+            let Conn { client, statements } = pooled.conn()?;
+            let params: Vec<Param<'_>> = args
+                .iter()
+                .map(|arg| match arg {
+                    Arg::Text(text) => text as Param<'_>,
+                    Arg::Int(n) => n as Param<'_>,
+                })
+                .collect();
+            query(statements, &*client, &sql, &params)
+                .await?
+                .iter()
+                .map(cert_from_row)
+                .collect()
+        })
+        .await
+    }
+
+    async fn ca_expiring(
+        &self,
+        from: i64,
+        until: i64,
+        limit: u32,
+    ) -> Result<(Vec<CaCertificate>, u64), StoreError> {
+        let limit = i64::from(limit);
+        let rows = self
+            .timed(async {
+                let mut pooled = self.pooled().await?;
+                let Conn { client, statements } = pooled.conn()?;
+                query(statements, &*client, EXPIRING, &[&from, &until, &limit])
+                    .await?
+                    .iter()
+                    .map(cert_from_row)
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        let n = self.count(COUNT_EXPIRING, &[&from, &until]).await?;
+        Ok((rows, n))
+    }
+
+    async fn ca_certnames_matching(
+        &self,
+        exact: &str,
+        suffix: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let like = suffix.map_or_else(|| exact.to_string(), like_suffix);
+        let limit = i64::from(limit);
+        self.timed(async {
+            let mut pooled = self.pooled().await?;
+            let Conn { client, statements } = pooled.conn()?;
+            query(
+                statements,
+                &*client,
+                CERTNAMES_MATCHING,
+                &[&exact, &like, &limit],
+            )
+            .await?
+            .iter()
+            .map(|row| get(row, 0))
+            .collect()
         })
         .await
     }
