@@ -34,7 +34,6 @@ fn chart(hours: &[(i64, u64, u64)]) -> Markup {
                     @let x = i as f64 * bar;
                     @if hour % 86_400 == 0 {
                         line x1=(x) x2=(x) y1="0" y2=(height) class="day" {}
-                        text x=(x + 2.0) y="11" class="label" { (timefmt::rfc3339(*hour).get(5..10).unwrap_or("")) }
                     }
                     @if *a > 0 {
                         rect x=(x) width=(bar.max(1.0)) y=(mid - *a as f64 * scale) height=(*a as f64 * scale) class="ok" {}
@@ -42,6 +41,11 @@ fn chart(hours: &[(i64, u64, u64)]) -> Markup {
                     @if *r > 0 {
                         rect x=(x) width=(bar.max(1.0)) y=(mid) height=(*r as f64 * scale) class="bad" {}
                     }
+                }
+            }
+            div.days aria-hidden="true" {
+                @for (hour, _, _) in hours.iter().filter(|(h, _, _)| h % 86_400 == 0) {
+                    span { (timefmt::rfc3339(*hour).get(5..10).unwrap_or("")) }
                 }
             }
             figcaption {
