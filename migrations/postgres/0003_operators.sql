@@ -27,4 +27,5 @@ CREATE TABLE login_failures (
 CREATE INDEX events_decision_at ON events (decision, at);
 CREATE INDEX events_kind_at ON events (kind, at);
 CREATE INDEX events_reason ON events (reason, id) WHERE reason IS NOT NULL;
+CREATE INDEX events_certname_decision ON events (certname, decision, id);
 CREATE INDEX ca_certificates_not_after ON ca_certificates (not_after) WHERE cleaned_at IS NULL;

@@ -8,7 +8,7 @@ pub mod authority;
 mod decide;
 mod events;
 mod operators;
-mod overview;
+pub mod overview;
 mod tokens;
 
 use std::fmt;

@@ -5,12 +5,15 @@ use std::collections::BTreeMap;
 
 use super::{App, AppError};
 use crate::domain::allowlist::AllowEntry;
+use crate::domain::certname::Certname;
 use crate::domain::event::{kind, EventFilter, EventRecord};
 use crate::store::{CaCertificate, CertQuery};
 use crate::timefmt;
 
 const HOUR: i64 = 3600;
 const DAY: i64 = 86_400;
+/// How many of the newest certificates an allow-list entry's matches are counted in.
+pub const RECENT_CERTNAMES: u32 = 20_000;
 
 /// The overview's figures.
 #[derive(Debug, Clone)]
@@ -134,30 +137,35 @@ impl App {
         Ok(self.store.ca_certificate_page(query).await?)
     }
 
-    /// Up to `limit` current certnames the allow-list pattern matches.
+    /// What each allow-list pattern matches among the `RECENT` newest certificates: how
+    /// many, and up to `examples` of them.
     pub async fn allow_entry_matches(
         &self,
-        pattern: &str,
-        limit: u32,
-    ) -> Result<Vec<String>, AppError> {
-        match AllowEntry::parse(pattern) {
-            Ok(AllowEntry::All) => Ok(self
-                .store
-                .ca_certnames_matching("", Some(""), limit)
-                .await?),
-            Ok(AllowEntry::Domain(labels)) => {
-                let domain = labels.join(".");
-                Ok(self
-                    .store
-                    .ca_certnames_matching(&domain, Some(&format!(".{domain}")), limit)
-                    .await?)
-            }
-            Ok(AllowEntry::Exact(name)) => Ok(self
-                .store
-                .ca_certnames_matching(name.as_str(), None, limit)
-                .await?),
-            Err(_) => Ok(Vec::new()),
-        }
+        patterns: &[String],
+        examples: usize,
+    ) -> Result<Vec<(usize, Vec<String>)>, AppError> {
+        let names = self.store.ca_recent_certnames(RECENT_CERTNAMES).await?;
+        let names: Vec<Certname> = names
+            .iter()
+            .filter_map(|n| Certname::parse(n).ok())
+            .collect();
+        Ok(patterns
+            .iter()
+            .map(|pattern| match AllowEntry::parse(pattern) {
+                Ok(entry) => {
+                    let mut count = 0;
+                    let mut found = Vec::new();
+                    for name in names.iter().filter(|n| entry.matches(n)) {
+                        count += 1;
+                        if found.len() < examples {
+                            found.push(name.as_str().to_string());
+                        }
+                    }
+                    (count, found)
+                }
+                Err(_) => (0, Vec::new()),
+            })
+            .collect())
     }
 
     /// A host's events, oldest first (tokens, decisions, certificates), at most `limit`.

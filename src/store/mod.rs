@@ -421,13 +421,8 @@ pub trait CaStore: Send + Sync {
         limit: u32,
     ) -> Result<(Vec<CaCertificate>, u64), StoreError>;
 
-    /// Up to `limit` current certnames equal to `exact` or ending in `suffix`.
-    async fn ca_certnames_matching(
-        &self,
-        exact: &str,
-        suffix: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<String>, StoreError>;
+    /// The certnames of the `limit` newest current certificates (newest first).
+    async fn ca_recent_certnames(&self, limit: u32) -> Result<Vec<String>, StoreError>;
 
     /// Every revocation, for the CRL.
     async fn ca_revocations(&self) -> Result<Vec<Revocation>, StoreError>;

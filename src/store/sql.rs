@@ -174,9 +174,8 @@ pub(crate) const EXPIRING: &str = concat!(
 );
 pub(crate) const COUNT_EXPIRING: &str = "SELECT COUNT(*) FROM ca_certificates \
      WHERE cleaned_at IS NULL AND revoked_at IS NULL AND not_after >= $1 AND not_after < $2";
-pub(crate) const CERTNAMES_MATCHING: &str =
-    "SELECT certname FROM ca_certificates WHERE cleaned_at IS NULL \
-     AND (certname = $1 OR certname LIKE $2 ESCAPE '\\') LIMIT $3";
+pub(crate) const RECENT_CERTNAMES: &str =
+    "SELECT certname FROM ca_certificates WHERE cleaned_at IS NULL ORDER BY serial DESC LIMIT $1";
 
 /// `%<suffix>` for LIKE, with LIKE's wildcards in the suffix escaped.
 pub(crate) fn like_suffix(suffix: &str) -> String {
@@ -483,7 +482,7 @@ mod tests {
             RECORD_LOGIN_FAILURE,
             DECISIONS_PER_HOUR,
             EXPIRING,
-            CERTNAMES_MATCHING,
+            RECENT_CERTNAMES,
         ] {
             assert!(numbered_in_order(sql), "{sql}");
         }

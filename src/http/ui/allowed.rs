@@ -10,6 +10,7 @@ use maud::{html, Markup};
 use super::{
     checked_form, csrf_field, encode, layout, ok, redirect_with, when, Nav, Notice, Operator,
 };
+use crate::app::overview::RECENT_CERTNAMES;
 use crate::app::SignedIn;
 use crate::domain::token::{parse_ttl_seconds, AltName};
 use crate::http::errors::PageError;
@@ -19,7 +20,7 @@ use crate::store::TokenSelector;
 /// Live tokens shown on one page.
 const TOKENS_SHOWN: usize = 200;
 /// Example certnames shown for each entry.
-const MATCH_EXAMPLES: u32 = 3;
+const MATCH_EXAMPLES: usize = 3;
 
 fn parse_alt_names(text: &str) -> Result<Vec<AltName>, PageError> {
     text.split([',', ' ', '\n'])
@@ -70,15 +71,11 @@ pub async fn page(
 ) -> Result<HttpResponse, PageError> {
     let tokens = state.app.list_tokens(None, false).await?;
     let entries = state.app.list_allow_entries().await?;
-    let mut matches = Vec::with_capacity(entries.len());
-    for entry in &entries {
-        matches.push(
-            state
-                .app
-                .allow_entry_matches(&entry.pattern, MATCH_EXAMPLES)
-                .await?,
-        );
-    }
+    let patterns: Vec<String> = entries.iter().map(|e| e.pattern.clone()).collect();
+    let matches = state
+        .app
+        .allow_entry_matches(&patterns, MATCH_EXAMPLES)
+        .await?;
     let body = html! {
         section {
             h2 { "Live build tokens " small.muted { "(" (tokens.len()) ")" } }
@@ -110,15 +107,16 @@ pub async fn page(
             h2 { "Allow-list entries " small.muted { "(" (entries.len()) ")" } }
             @if entries.is_empty() { p.empty { "No entries: only build tokens authorize requests." } } @else {
                 div.scroll { table {
-                    thead { tr { th { "Pattern" } th { "Matches (current certificates)" } th { "Allowed alt names" } th { "Added" } th { span.sr { "Actions" } } } }
+                    thead { tr { th { "Pattern" } th { "Matches " small.muted { "(of the newest " (RECENT_CERTNAMES) " certificates)" } } th { "Allowed alt names" } th { "Added" } th { span.sr { "Actions" } } } }
                     tbody {
                         @for (entry, examples) in entries.iter().zip(&matches) {
                             tr {
                                 td { code { (entry.pattern) } @if entry.pattern == "*" { " " span.warn { "every host" } } }
                                 td {
-                                    @if examples.is_empty() { span.muted { "no certificate yet" } }
-                                    @for name in examples { a href=(format!("/ui/hosts/{}", encode(name))) { (name) } " " }
-                                    @if examples.len() as u32 == MATCH_EXAMPLES { span.muted { "…" } }
+                                    @if examples.0 == 0 { span.muted { "no certificate yet" } } @else {
+                                        strong { (examples.0) } " — e.g. "
+                                        @for name in &examples.1 { a href=(format!("/ui/hosts/{}", encode(name))) { (name) } " " }
+                                    }
                                 }
                                 td { @for n in &entry.alt_names { span.tag { (n) } " " } }
                                 td { (when(entry.created_at)) " by " (entry.created_by) }

@@ -9,10 +9,9 @@ use super::events::{insert_event, with_event, EventParams};
 use super::{db, execute, get, query, query_opt, Conn, Param, PostgresStore};
 use crate::domain::event::NewEvent;
 use crate::store::sql::{
-    ca_identity_from_row, cert_from_row, certificate_columns, certificates_query, like_suffix,
-    request_columns, request_from_row, revocation_from_row, status_from_row, Arg,
-    CERTNAMES_MATCHING, CERT_COLUMNS, COUNT_EXPIRING, EXPIRING, INSERT_CERTIFICATE, INSERT_REQUEST,
-    REQUEST_COLUMNS,
+    ca_identity_from_row, cert_from_row, certificate_columns, certificates_query, request_columns,
+    request_from_row, revocation_from_row, status_from_row, Arg, CERT_COLUMNS, COUNT_EXPIRING,
+    EXPIRING, INSERT_CERTIFICATE, INSERT_REQUEST, RECENT_CERTNAMES, REQUEST_COLUMNS,
 };
 use crate::store::{
     from_i64, to_i64, CaCertificate, CaIdentity, CaImport, CaRequest, CaStore, CertQuery,
@@ -501,27 +500,16 @@ impl CaStore for PostgresStore {
         Ok((rows, n))
     }
 
-    async fn ca_certnames_matching(
-        &self,
-        exact: &str,
-        suffix: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<String>, StoreError> {
-        let like = suffix.map_or_else(|| exact.to_string(), like_suffix);
+    async fn ca_recent_certnames(&self, limit: u32) -> Result<Vec<String>, StoreError> {
         let limit = i64::from(limit);
         self.timed(async {
             let mut pooled = self.pooled().await?;
             let Conn { client, statements } = pooled.conn()?;
-            query(
-                statements,
-                &*client,
-                CERTNAMES_MATCHING,
-                &[&exact, &like, &limit],
-            )
-            .await?
-            .iter()
-            .map(|row| get(row, 0))
-            .collect()
+            query(statements, &*client, RECENT_CERTNAMES, &[&limit])
+                .await?
+                .iter()
+                .map(|row| get(row, 0))
+                .collect()
         })
         .await
     }

@@ -7,9 +7,9 @@ use super::events::insert_event;
 use super::{unavailable, SqliteStore};
 use crate::domain::event::NewEvent;
 use crate::store::sql::{
-    ca_identity_from_row, cert_from_row, certificates_query, like_suffix, request_from_row,
-    revocation_from_row, status_from_row, Arg, CERTNAMES_MATCHING, CERT_COLUMNS, COUNT_EXPIRING,
-    EXPIRING, INSERT_CERTIFICATE, INSERT_REQUEST, REQUEST_COLUMNS,
+    ca_identity_from_row, cert_from_row, certificates_query, request_from_row, revocation_from_row,
+    status_from_row, Arg, CERT_COLUMNS, COUNT_EXPIRING, EXPIRING, INSERT_CERTIFICATE,
+    INSERT_REQUEST, RECENT_CERTNAMES, REQUEST_COLUMNS,
 };
 use crate::store::{
     from_i64, to_i64, CaCertificate, CaIdentity, CaImport, CaRequest, CaStore, CertQuery,
@@ -358,20 +358,10 @@ impl CaStore for SqliteStore {
         })
     }
 
-    async fn ca_certnames_matching(
-        &self,
-        exact: &str,
-        suffix: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<String>, StoreError> {
-        // No suffix: a LIKE pattern that matches nothing beyond the exact name.
-        let like = suffix.map_or_else(|| exact.to_string(), like_suffix);
+    async fn ca_recent_certnames(&self, limit: u32) -> Result<Vec<String>, StoreError> {
         self.read(|conn| {
-            conn.prepare_cached(CERTNAMES_MATCHING)
-                .and_then(|mut stmt| {
-                    stmt.query_map(params![exact, like, limit], |r| r.get(0))?
-                        .collect()
-                })
+            conn.prepare_cached(RECENT_CERTNAMES)
+                .and_then(|mut stmt| stmt.query_map([limit], |r| r.get(0))?.collect())
                 .map_err(unavailable)
         })
     }
