@@ -1,12 +1,14 @@
 //! The use cases, shared by the HTTP API, the operator's page and the local CLI: build
 //! tokens (`tokens`), the allow-list (`allowlist`), deciding on CSRs (`decide`), events
-//! (`events`), and the CA (`authority`). Each takes the actor and reads the clock in one
+//! (`events`), operator accounts and sessions (`operators`), and the CA (`authority`). Each takes the actor and reads the clock in one
 //! place, so the domain below gets time passed in.
 
 mod allowlist;
 pub mod authority;
 mod decide;
 mod events;
+mod operators;
+pub mod overview;
 mod tokens;
 
 use std::fmt;
@@ -20,6 +22,8 @@ use crate::domain::policy::{PolicySettings, ReservedNames};
 use crate::store::{Store, StoreError};
 
 pub use allowlist::{ImportReport, SkippedReport};
+pub use operators::{OperatorName, SignedIn, SESSION_IDLE_SECONDS};
+pub use overview::Overview;
 pub use tokens::{IssuedToken, TokenView};
 
 /// Why a use case could not be carried out, for every use case of the service.
@@ -35,6 +39,13 @@ pub enum AppError {
     /// There is no pending certificate request to act on (409 on the CA API, 404 to
     /// Foreman).
     NoRequest(String),
+    /// Wrong credentials, or no (valid) session.
+    Unauthorized(String),
+    /// Too many failed sign-ins: wait this many seconds.
+    Throttled {
+        message: String,
+        retry_after: u64,
+    },
     Store(StoreError),
     Internal(String),
 }
@@ -46,6 +57,8 @@ impl fmt::Display for AppError {
             | AppError::NotFound(m)
             | AppError::Conflict(m)
             | AppError::NoRequest(m)
+            | AppError::Unauthorized(m)
+            | AppError::Throttled { message: m, .. }
             | AppError::Internal(m) => f.write_str(m),
             AppError::Store(e) => e.fmt(f),
         }
@@ -65,6 +78,7 @@ pub struct App {
     config: Config,
     policy: PolicySettings,
     rng: SystemRandom,
+    chart: std::sync::Mutex<overview::ChartCache>,
 }
 
 impl App {
@@ -80,6 +94,7 @@ impl App {
             config,
             policy,
             rng: SystemRandom::new(),
+            chart: std::sync::Mutex::new(overview::ChartCache::default()),
         }
     }
 

@@ -60,6 +60,7 @@ pub async fn events(app: &App, args: EventsArgs) -> Result<(), String> {
         certname: args.certname,
         kind: args.kind,
         decision,
+        reason: None,
         before_id: args.before,
         after_id: None,
         since: time("since", &args.since)?,

@@ -5,6 +5,7 @@ mod autosign;
 mod ca;
 mod events;
 mod migrate;
+mod operator;
 mod serve;
 mod token;
 
@@ -66,6 +67,9 @@ enum Command {
     /// The built-in Puppet CA.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Accounts for the operator's page (/ui/).
+    #[command(subcommand)]
+    Operator(operator::OperatorCommand),
     /// Move the SQLite state of the data directory into an empty PostgreSQL database
     /// (one transaction, then a row count check per table). Stop the service first.
     Migrate {
@@ -142,6 +146,7 @@ async fn run(command: Command, mut config: Config) -> Result<(), String> {
         Command::Autosign(cmd) => autosign::autosign(&app, &actor, cmd).await,
         Command::Events(args) => events::events(&app, args).await,
         Command::Ca(cmd) => ca::ca(app, config, store, &actor, cmd).await,
+        Command::Operator(cmd) => operator::operator(&app, &actor, cmd).await,
     }
 }
 

@@ -123,6 +123,8 @@ pub struct EventFilter {
     pub certname: Option<String>,
     pub kind: Option<String>,
     pub decision: Option<Verdict>,
+    /// A decision's reason code.
+    pub reason: Option<String>,
     pub before_id: Option<i64>,
     /// Only events with a larger id (for oldest-first pages and --follow).
     pub after_id: Option<i64>,

@@ -226,6 +226,7 @@ fn event_filter(query: EventQuery, ascending: bool) -> Result<EventFilter, ApiEr
         certname: query.certname,
         kind: query.kind,
         decision,
+        reason: None,
         before_id: query.before,
         after_id: query.after,
         ascending,

@@ -10,6 +10,7 @@ use crate::store::StoreError;
 #[derive(Debug)]
 pub enum ApiError {
     BadRequest(String),
+    Unauthorized(String),
     Forbidden(String),
     NotFound(String),
     PayloadTooLarge(String),
@@ -26,6 +27,7 @@ impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ApiError::BadRequest(m)
+            | ApiError::Unauthorized(m)
             | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
             | ApiError::PayloadTooLarge(m)
@@ -45,6 +47,11 @@ impl From<AppError> for ApiError {
             AppError::NotFound(m) => ApiError::NotFound(m),
             AppError::Conflict(m) | AppError::NoRequest(m) => ApiError::Conflict(m),
             AppError::Store(e) => ApiError::from(e),
+            AppError::Unauthorized(m) => ApiError::Unauthorized(m),
+            AppError::Throttled {
+                message,
+                retry_after,
+            } => ApiError::TooManyRequests(message, retry_after),
             AppError::Internal(m) => ApiError::Internal(m),
         }
     }
@@ -64,6 +71,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -134,5 +142,77 @@ impl ResponseError for PlainError {
         response
             .content_type("text/plain; charset=utf-8")
             .body(self.0.public_message())
+    }
+}
+
+/// The operator's page answers errors as a small HTML page, and sends a browser without
+/// a live session to the sign-in form.
+#[derive(Debug)]
+pub enum PageError {
+    /// No live session: 303 to /ui/login.
+    SignIn,
+    Forbidden(String),
+    BadRequest(String),
+    Internal(String),
+    Api(ApiError),
+}
+
+impl PageError {
+    fn api(&self) -> ApiError {
+        match self {
+            PageError::SignIn => ApiError::Unauthorized("sign in first".into()),
+            PageError::Forbidden(m) => ApiError::Forbidden(m.clone()),
+            PageError::BadRequest(m) => ApiError::BadRequest(m.clone()),
+            PageError::Internal(m) => ApiError::Internal(m.clone()),
+            PageError::Api(e) => match e {
+                ApiError::BadRequest(m) => ApiError::BadRequest(m.clone()),
+                ApiError::Unauthorized(m) => ApiError::Unauthorized(m.clone()),
+                ApiError::Forbidden(m) => ApiError::Forbidden(m.clone()),
+                ApiError::NotFound(m) => ApiError::NotFound(m.clone()),
+                ApiError::TooManyRequests(m, wait) => ApiError::TooManyRequests(m.clone(), *wait),
+                ApiError::PayloadTooLarge(m) => ApiError::PayloadTooLarge(m.clone()),
+                ApiError::Conflict(m) => ApiError::Conflict(m.clone()),
+                ApiError::UnsupportedMediaType(m) => ApiError::UnsupportedMediaType(m.clone()),
+                ApiError::Unavailable(m) => ApiError::Unavailable(m.clone()),
+                ApiError::Internal(m) => ApiError::Internal(m.clone()),
+            },
+        }
+    }
+
+    /// The status and the message the operator sees (5xx opaque, cause logged).
+    pub fn status_and_message(&self) -> (StatusCode, String) {
+        let api = self.api();
+        (api.status_code(), api.public_message())
+    }
+}
+
+impl std::fmt::Display for PageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.api().fmt(f)
+    }
+}
+
+impl<E: Into<ApiError>> From<E> for PageError {
+    fn from(e: E) -> PageError {
+        PageError::Api(e.into())
+    }
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            PageError::SignIn => StatusCode::SEE_OTHER,
+            other => other.api().status_code(),
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let PageError::SignIn = self {
+            return HttpResponse::SeeOther()
+                .insert_header((actix_web::http::header::LOCATION, "/ui/login"))
+                .finish();
+        }
+        let (status, message) = self.status_and_message();
+        super::ui::html_response(status, super::ui::error_page(status.as_u16(), &message))
     }
 }

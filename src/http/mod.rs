@@ -1,5 +1,6 @@
 //! The network side: an HTTPS server whose handlers decode, call one use case, and
-//! render. Routes live in `smart_proxy` (Foreman's `/puppet/ca`) and `api` (`/api/v1`).
+//! render. Routes live in `puppet_ca` (`/puppet-ca/v1`), `smart_proxy` (Foreman's
+//! `/puppet/ca`), `api` (`/api/v1`) and `ui` (the operator's page, `/ui/`).
 
 pub mod api;
 pub mod errors;
@@ -7,6 +8,7 @@ pub mod limit;
 pub mod puppet_ca;
 pub mod smart_proxy;
 pub mod tls;
+pub mod ui;
 
 use std::collections::HashSet;
 use std::net::TcpListener;
@@ -140,6 +142,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
     puppet_ca::routes(cfg);
     smart_proxy::routes(cfg);
     api::routes(cfg);
+    ui::routes(cfg);
     cfg.default_service(web::to(|req: HttpRequest| async move {
         HttpResponse::NotFound().json(
             serde_json::json!({ "error": format!("no route for {} {}", req.method(), req.path()) }),

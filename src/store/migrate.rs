@@ -60,6 +60,16 @@ const TABLES: &[Table] = &[
         identity: None,
     },
     Table {
+        name: "operators",
+        columns: &[
+            ("name", Text),
+            ("password_hash", Text),
+            ("created_at", Int),
+            ("created_by", Text),
+        ],
+        identity: None,
+    },
+    Table {
         name: "events",
         columns: &[
             ("id", Int),

@@ -1,7 +1,8 @@
 //! Persistence behind small traits in domain verbs, one per aggregate (tokens, the
 //! allow-list, events and their webhook outbox, the CA's state, whole-database admin), so
 //! the decision code never sees SQL. `Store` is all of them together: what a backend
-//! implements and what the rest of the code holds as `Arc<dyn Store>`. `sqlite` is the
+//! implements and what the rest of the code holds as `Arc<dyn Store>`. `OperatorStore`
+//! keeps the operator's page's accounts, sessions and failed sign-in counters. `sqlite` is the
 //! embedded default; `postgres` serves replicas sharing one database.
 
 pub mod migrate;
@@ -121,6 +122,56 @@ pub struct Revocation {
 pub struct CaIdentity {
     pub fingerprint: String,
     pub subject: String,
+}
+
+/// An operator account as listed (never its password hash).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OperatorRecord {
+    pub name: String,
+    pub created_at: i64,
+    pub created_by: String,
+}
+
+/// A signed-in operator's session, found by the hash of its cookie value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorSession {
+    pub operator: String,
+    /// `password` or `certificate`.
+    pub via: String,
+    pub created_at: i64,
+    pub last_seen: i64,
+}
+
+/// Failed sign-ins counted for one key (`account:NAME` or `address:IP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginFailures {
+    pub failures: u32,
+    pub last_failure: i64,
+}
+
+/// A certificate's state as the operator's page filters it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertState {
+    /// Not revoked and not past notAfter.
+    Valid,
+    Revoked,
+    /// Not revoked, past notAfter.
+    Expired,
+}
+
+/// One page of current certificates, by certname (`cert_pem` is left empty).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CertQuery {
+    /// Certnames starting with this.
+    pub name_prefix: Option<String>,
+    pub state: Option<CertState>,
+    /// notAfter before this (unix seconds).
+    pub expires_before: Option<i64>,
+    /// The time `state` is judged at.
+    pub now: i64,
+    /// Only certnames after this one (the cursor of the next page).
+    pub after: Option<String>,
+    pub limit: u32,
 }
 
 /// Which tokens to revoke.
@@ -264,6 +315,21 @@ pub trait EventStore: Send + Sync {
 
     /// Whether an event of `kind` exists for `certname` at or after `since`.
     async fn has_event(&self, certname: &str, kind: &str, since: i64) -> Result<bool, StoreError>;
+
+    /// Decisions of `decision` ("approved" or "rejected") at or after `since`.
+    async fn count_decisions(&self, decision: &str, since: i64) -> Result<u64, StoreError>;
+
+    /// Events of `kind` at or after `since`.
+    async fn count_kind(&self, kind: &str, since: i64) -> Result<u64, StoreError>;
+
+    /// Decisions of `decision` per hour in `[since, until)`: (hour start, count), hours
+    /// without any left out.
+    async fn decisions_per_hour(
+        &self,
+        decision: &str,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<(i64, u64)>, StoreError>;
 }
 
 /// The CA's state: serials, pending requests, certificates, revocations, the CRL and
@@ -347,6 +413,24 @@ pub trait CaStore: Send + Sync {
     /// certnames that had a certificate.
     async fn ca_reset(&self, event: NewEvent) -> Result<Vec<String>, StoreError>;
 
+    /// A page of current certificates (`cert_pem` left empty), by certname.
+    async fn ca_certificate_page(
+        &self,
+        query: &CertQuery,
+    ) -> Result<Vec<CaCertificate>, StoreError>;
+
+    /// Unrevoked current certificates whose notAfter is in `[from, until)`, soonest
+    /// first (`cert_pem` left empty), at most `limit`, and how many there are in all.
+    async fn ca_expiring(
+        &self,
+        from: i64,
+        until: i64,
+        limit: u32,
+    ) -> Result<(Vec<CaCertificate>, u64), StoreError>;
+
+    /// The certnames of the `limit` newest current certificates (newest first).
+    async fn ca_recent_certnames(&self, limit: u32) -> Result<Vec<String>, StoreError>;
+
     /// Every revocation, for the CRL.
     async fn ca_revocations(&self) -> Result<Vec<Revocation>, StoreError>;
 
@@ -374,6 +458,64 @@ pub trait CaStore: Send + Sync {
     ) -> Result<CaIdentity, StoreError>;
 }
 
+/// The operator's page: accounts (argon2id hashes), sessions (by the hash of the cookie
+/// value) and failed sign-in counters, shared by replicas on one database.
+#[async_trait]
+pub trait OperatorStore: Send + Sync {
+    /// Add an account with its event; `false` if the name is taken.
+    async fn add_operator(
+        &self,
+        record: &OperatorRecord,
+        password_hash: &str,
+        event: NewEvent,
+    ) -> Result<bool, StoreError>;
+
+    /// Remove an account and end its password sessions, with its event; `false` if
+    /// there was none.
+    async fn remove_operator(&self, name: &str, event: NewEvent) -> Result<bool, StoreError>;
+
+    async fn list_operators(&self) -> Result<Vec<OperatorRecord>, StoreError>;
+
+    /// The account's argon2id PHC string.
+    async fn operator_password_hash(&self, name: &str) -> Result<Option<String>, StoreError>;
+
+    /// Start a session (sessions idle since before `idle_before` are swept), with its
+    /// event.
+    async fn create_session(
+        &self,
+        id_hash: &str,
+        session: &OperatorSession,
+        idle_before: i64,
+        event: NewEvent,
+    ) -> Result<(), StoreError>;
+
+    /// The session, if it was seen at or after `idle_before` (and its account, for a
+    /// password session, still exists).
+    async fn find_session(
+        &self,
+        id_hash: &str,
+        idle_before: i64,
+    ) -> Result<Option<OperatorSession>, StoreError>;
+
+    async fn touch_session(&self, id_hash: &str, now: i64) -> Result<(), StoreError>;
+
+    /// End a session, with its event; `false` if there was none.
+    async fn end_session(&self, id_hash: &str, event: NewEvent) -> Result<bool, StoreError>;
+
+    async fn login_failures(&self, key: &str) -> Result<Option<LoginFailures>, StoreError>;
+
+    /// Count one more failure for `key` (starting again from one when the last failure
+    /// was before `stale_before`); returns the count.
+    async fn record_login_failure(
+        &self,
+        key: &str,
+        now: i64,
+        stale_before: i64,
+    ) -> Result<u32, StoreError>;
+
+    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
+}
+
 /// Whole-database operations for the operator.
 #[async_trait]
 pub trait AdminStore: Send + Sync {
@@ -389,12 +531,19 @@ pub trait AdminStore: Send + Sync {
 /// `Arc<dyn Store>` and calls the verbs of the aggregate traits (on a concrete backend,
 /// the aggregate trait must be in scope).
 pub trait Store:
-    TokenStore + AllowListStore + EventStore + CaStore + AdminStore + Send + Sync
+    TokenStore + AllowListStore + EventStore + CaStore + OperatorStore + AdminStore + Send + Sync
 {
 }
 
 impl<T> Store for T where
-    T: TokenStore + AllowListStore + EventStore + CaStore + AdminStore + Send + Sync
+    T: TokenStore
+        + AllowListStore
+        + EventStore
+        + CaStore
+        + OperatorStore
+        + AdminStore
+        + Send
+        + Sync
 {
 }
 

@@ -11,7 +11,7 @@ use crate::domain::event::{EventFilter, EventRecord};
 use crate::domain::token::TokenRecord;
 use crate::store::{
     from_i64, parse_alt_names, parse_json, AllowRecord, CaCertificate, CaIdentity, CaRequest,
-    Revocation, StatusRow, StoreError,
+    CertQuery, CertState, OperatorRecord, OperatorSession, Revocation, StatusRow, StoreError,
 };
 use crate::timefmt;
 
@@ -115,6 +115,9 @@ pub(crate) fn events_query(filter: &EventFilter) -> (String, Vec<Arg>) {
     if let Some(decision) = filter.decision {
         add("decision =", Arg::Text(decision.as_str().into()), &mut args);
     }
+    if let Some(reason) = &filter.reason {
+        add("reason =", Arg::Text(reason.clone()), &mut args);
+    }
     if let Some(before) = filter.before_id {
         add("id <", Arg::Int(before), &mut args);
     }
@@ -131,6 +134,169 @@ pub(crate) fn events_query(filter: &EventFilter) -> (String, Vec<Arg>) {
     let order = if filter.ascending { "ASC" } else { "DESC" };
     sql.push_str(&format!(" ORDER BY id {order} LIMIT ${}", args.len()));
     (sql, args)
+}
+
+/// The operator's page's statements, the same text in both dialects.
+pub(crate) const INSERT_OPERATOR: &str =
+    "INSERT INTO operators (name, password_hash, created_at, created_by) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING";
+pub(crate) const DELETE_OPERATOR: &str = "DELETE FROM operators WHERE name = $1";
+pub(crate) const DELETE_OPERATOR_SESSIONS: &str =
+    "DELETE FROM operator_sessions WHERE operator = $1 AND via = 'password'";
+pub(crate) const LIST_OPERATORS: &str =
+    "SELECT name, created_at, created_by FROM operators ORDER BY name";
+pub(crate) const OPERATOR_HASH: &str = "SELECT password_hash FROM operators WHERE name = $1";
+pub(crate) const SWEEP_SESSIONS: &str = "DELETE FROM operator_sessions WHERE last_seen < $1";
+pub(crate) const INSERT_SESSION: &str =
+    "INSERT INTO operator_sessions (id_hash, operator, via, created_at, last_seen) \
+     VALUES ($1, $2, $3, $4, $5)";
+pub(crate) const FIND_SESSION: &str =
+    "SELECT s.operator, s.via, s.created_at, s.last_seen FROM operator_sessions s \
+     WHERE s.id_hash = $1 AND s.last_seen >= $2 \
+     AND (s.via = 'certificate' OR EXISTS (SELECT 1 FROM operators o WHERE o.name = s.operator))";
+pub(crate) const TOUCH_SESSION: &str =
+    "UPDATE operator_sessions SET last_seen = $1 WHERE id_hash = $2 AND last_seen < $1";
+pub(crate) const DELETE_SESSION: &str = "DELETE FROM operator_sessions WHERE id_hash = $1";
+pub(crate) const LOGIN_FAILURES: &str =
+    "SELECT failures, last_failure FROM login_failures WHERE key = $1";
+/// A failure older than `$3` starts the count again.
+pub(crate) const RECORD_LOGIN_FAILURE: &str =
+    "INSERT INTO login_failures (key, failures, last_failure) VALUES ($1, 1, $2) \
+     ON CONFLICT (key) DO UPDATE SET failures = CASE WHEN login_failures.last_failure < $3 THEN 1 \
+     ELSE login_failures.failures + 1 END, last_failure = $2 \
+     RETURNING failures";
+pub(crate) const CLEAR_LOGIN_FAILURES: &str = "DELETE FROM login_failures WHERE key = $1";
+
+/// Counts and the hourly chart of the overview (index-only on `events (decision, at)` and
+/// `events (kind, at)`).
+pub(crate) const COUNT_DECISIONS: &str =
+    "SELECT COUNT(*) FROM events WHERE decision = $1 AND at >= $2";
+pub(crate) const COUNT_KIND: &str = "SELECT COUNT(*) FROM events WHERE kind = $1 AND at >= $2";
+pub(crate) const DECISIONS_PER_HOUR: &str = "SELECT at / 3600, COUNT(*) FROM events \
+     WHERE decision = $1 AND at >= $2 AND at < $3 GROUP BY at / 3600";
+
+/// Certificates of the page, without their PEM, in `CERT_COLUMNS` order.
+const CERT_LISTING_COLUMNS: &str =
+    "serial, certname, '', fingerprint, not_before, not_after, issued_at, revoked_at, revocation_reason";
+
+pub(crate) const EXPIRING: &str = concat!(
+    "SELECT serial, certname, '', fingerprint, not_before, not_after, issued_at, revoked_at, revocation_reason ",
+    "FROM ca_certificates WHERE cleaned_at IS NULL AND revoked_at IS NULL AND not_after >= $1 AND not_after < $2 ",
+    "ORDER BY not_after LIMIT $3"
+);
+pub(crate) const COUNT_EXPIRING: &str = "SELECT COUNT(*) FROM ca_certificates \
+     WHERE cleaned_at IS NULL AND revoked_at IS NULL AND not_after >= $1 AND not_after < $2";
+pub(crate) const RECENT_CERTNAMES: &str =
+    "SELECT certname FROM ca_certificates WHERE cleaned_at IS NULL ORDER BY serial DESC LIMIT $1";
+
+/// `%<suffix>` for LIKE, with LIKE's wildcards in the suffix escaped.
+pub(crate) fn like_suffix(suffix: &str) -> String {
+    let mut out = String::from("%");
+    for c in suffix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The smallest string above every string starting with `prefix`, for an indexed range
+/// (None when the prefix does not end in a plain ASCII character).
+fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let last = prefix.chars().last()?;
+    if !last.is_ascii_alphanumeric() && !matches!(last, '.' | '-' | '_') {
+        return None;
+    }
+    let mut upper: String = prefix[..prefix.len() - 1].to_string();
+    upper.push(char::from(u8::try_from(u32::from(last) + 1).ok()?));
+    Some(upper)
+}
+
+/// The certificates `query` selects: the query and its arguments for `$1, $2, …`.
+pub(crate) fn certificates_query(query: &CertQuery) -> (String, Vec<Arg>) {
+    let mut sql =
+        format!("SELECT {CERT_LISTING_COLUMNS} FROM ca_certificates WHERE cleaned_at IS NULL");
+    let mut args: Vec<Arg> = Vec::new();
+    let add = |condition: &str, value: Arg, (sql, args): (&mut String, &mut Vec<Arg>)| {
+        args.push(value);
+        sql.push_str(&condition.replace("$?", &format!("${}", args.len())));
+    };
+    if let Some(prefix) = query.name_prefix.as_deref().filter(|p| !p.is_empty()) {
+        add(
+            " AND certname >= $?",
+            Arg::Text(prefix.to_string()),
+            (&mut sql, &mut args),
+        );
+        if let Some(upper) = prefix_upper_bound(prefix) {
+            add(
+                " AND certname < $?",
+                Arg::Text(upper),
+                (&mut sql, &mut args),
+            );
+        }
+        let mut like = like_suffix(prefix);
+        like.remove(0);
+        like.push('%');
+        add(
+            " AND certname LIKE $? ESCAPE '\\'",
+            Arg::Text(like),
+            (&mut sql, &mut args),
+        );
+    }
+    match query.state {
+        None => {}
+        Some(CertState::Revoked) => sql.push_str(" AND revoked_at IS NOT NULL"),
+        Some(CertState::Valid) => add(
+            " AND revoked_at IS NULL AND not_after > $?",
+            Arg::Int(query.now),
+            (&mut sql, &mut args),
+        ),
+        Some(CertState::Expired) => add(
+            " AND revoked_at IS NULL AND not_after <= $?",
+            Arg::Int(query.now),
+            (&mut sql, &mut args),
+        ),
+    }
+    if let Some(before) = query.expires_before {
+        add(
+            " AND not_after < $?",
+            Arg::Int(before),
+            (&mut sql, &mut args),
+        );
+    }
+    if let Some(after) = &query.after {
+        add(
+            " AND certname > $?",
+            Arg::Text(after.clone()),
+            (&mut sql, &mut args),
+        );
+    }
+    add(
+        " ORDER BY certname LIMIT $?",
+        Arg::Int(i64::from(query.limit.clamp(1, 1000))),
+        (&mut sql, &mut args),
+    );
+    (sql, args)
+}
+
+/// An operator from `name, created_at, created_by`.
+pub(crate) fn operator_from_row(r: &impl SqlRow) -> Result<OperatorRecord, StoreError> {
+    Ok(OperatorRecord {
+        name: r.text(0)?,
+        created_at: r.int(1)?,
+        created_by: r.text(2)?,
+    })
+}
+
+/// A session from `operator, via, created_at, last_seen`.
+pub(crate) fn session_from_row(r: &impl SqlRow) -> Result<OperatorSession, StoreError> {
+    Ok(OperatorSession {
+        operator: r.text(0)?,
+        via: r.text(1)?,
+        created_at: r.int(2)?,
+        last_seen: r.int(3)?,
+    })
 }
 
 /// Typed access by index to a result row of either driver. A value that does not read
@@ -296,6 +462,7 @@ mod tests {
             certname: Some("a".into()),
             kind: Some("k".into()),
             decision: Some(Verdict::Rejected),
+            reason: None,
             before_id: Some(9),
             after_id: Some(1),
             since: Some(0),
@@ -308,7 +475,28 @@ mod tests {
         assert_eq!(args.len(), 8);
         assert_eq!(args.last(), Some(&Arg::Int(1000)));
         assert!(sql.ends_with("ORDER BY id ASC LIMIT $8"), "{sql}");
-        for sql in [INSERT_CERTIFICATE, INSERT_REQUEST, SUPERSEDE_LIVE] {
+        let (sql, _) = certificates_query(&CertQuery {
+            name_prefix: Some("web".into()),
+            state: Some(CertState::Valid),
+            expires_before: Some(9),
+            now: 5,
+            after: Some("web1".into()),
+            limit: 50,
+        });
+        assert!(numbered_in_order(&sql), "{sql}");
+        for sql in [
+            INSERT_CERTIFICATE,
+            INSERT_REQUEST,
+            INSERT_OPERATOR,
+            INSERT_SESSION,
+            FIND_SESSION,
+            TOUCH_SESSION,
+            RECORD_LOGIN_FAILURE,
+            DECISIONS_PER_HOUR,
+            EXPIRING,
+            RECENT_CERTNAMES,
+            SUPERSEDE_LIVE,
+        ] {
             assert!(numbered_in_order(sql), "{sql}");
         }
         assert!(!numbered_in_order("SELECT $2, $1"));

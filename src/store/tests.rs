@@ -1124,3 +1124,287 @@ fn sqlite_fails_a_whole_batch_that_sqlite_rolled_back() {
         sqlite.health().await.unwrap();
     });
 }
+
+on_both!(operator_accounts_sessions_and_failures);
+async fn operator_accounts_sessions_and_failures(f: Fixture) {
+    let store = f.store.as_ref();
+    let record = OperatorRecord {
+        name: "alice".into(),
+        created_at: 1000,
+        created_by: "cli:root".into(),
+    };
+    assert!(store
+        .add_operator(&record, "$argon2id$x", event(1000))
+        .await
+        .unwrap());
+    assert!(!store
+        .add_operator(&record, "$argon2id$y", event(1000))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.list_operators().await.unwrap(),
+        std::slice::from_ref(&record)
+    );
+    assert_eq!(
+        store
+            .operator_password_hash("alice")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("$argon2id$x")
+    );
+    assert_eq!(store.operator_password_hash("bob").await.unwrap(), None);
+
+    // A session is found by its hash while not idle, on another replica too.
+    let session = OperatorSession {
+        operator: "alice".into(),
+        via: "password".into(),
+        created_at: 1000,
+        last_seen: 1000,
+    };
+    store
+        .create_session("h1", &session, 0, event(1000))
+        .await
+        .unwrap();
+    let other = f.another().await;
+    assert_eq!(
+        other.find_session("h1", 900).await.unwrap(),
+        Some(session.clone())
+    );
+    assert_eq!(
+        other.find_session("h1", 1001).await.unwrap(),
+        None,
+        "idle too long"
+    );
+    other.touch_session("h1", 2000).await.unwrap();
+    assert_eq!(
+        store
+            .find_session("h1", 1500)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen,
+        2000
+    );
+    // Starting a session sweeps the idle ones.
+    store
+        .create_session("h2", &session, 2500, event(3000))
+        .await
+        .unwrap();
+    assert_eq!(store.find_session("h1", 0).await.unwrap(), None);
+    assert!(store.end_session("h2", event(3001)).await.unwrap());
+    assert!(!store.end_session("h2", event(3001)).await.unwrap());
+
+    // A certificate session needs no account; removing an account ends its sessions.
+    let cert = OperatorSession {
+        operator: "admin-host".into(),
+        via: "certificate".into(),
+        ..session.clone()
+    };
+    store
+        .create_session("c1", &cert, 0, event(1000))
+        .await
+        .unwrap();
+    store
+        .create_session("h3", &session, 0, event(1000))
+        .await
+        .unwrap();
+    assert!(store.find_session("c1", 0).await.unwrap().is_some());
+    assert!(store.remove_operator("alice", event(1100)).await.unwrap());
+    assert!(!store.remove_operator("alice", event(1100)).await.unwrap());
+    assert_eq!(store.find_session("h3", 0).await.unwrap(), None);
+    assert!(store.find_session("c1", 0).await.unwrap().is_some());
+
+    // Failures count up, start again when stale, and clear.
+    assert_eq!(store.login_failures("account:alice").await.unwrap(), None);
+    assert_eq!(
+        store
+            .record_login_failure("account:alice", 100, 0)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .record_login_failure("account:alice", 101, 0)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store.login_failures("account:alice").await.unwrap(),
+        Some(LoginFailures {
+            failures: 2,
+            last_failure: 101
+        })
+    );
+    assert_eq!(
+        store
+            .record_login_failure("account:alice", 9000, 5000)
+            .await
+            .unwrap(),
+        1
+    );
+    store.clear_login_failures("account:alice").await.unwrap();
+    assert_eq!(store.login_failures("account:alice").await.unwrap(), None);
+}
+
+on_both!(the_pages_queries_count_chart_and_page);
+async fn the_pages_queries_count_chart_and_page(f: Fixture) {
+    let store = f.store.as_ref();
+    let rejected = |at: i64, name: &str, reason: &str| NewEvent {
+        decision: Some(Verdict::Rejected),
+        reason: Some(reason.into()),
+        ..NewEvent::new(at, kind::DECISION, &Actor::new("test", None)).certname(name)
+    };
+    store
+        .record_event(approval(3600, "a.example.com"))
+        .await
+        .unwrap();
+    store
+        .record_event(approval(3700, "a.example.com"))
+        .await
+        .unwrap();
+    store
+        .record_event(rejected(7300, "b.example.com", "token_unknown"))
+        .await
+        .unwrap();
+    store
+        .record_event(rejected(7400, "b.example.com", "not_authorized"))
+        .await
+        .unwrap();
+    assert_eq!(store.count_decisions("approved", 0).await.unwrap(), 2);
+    assert_eq!(store.count_decisions("rejected", 7350).await.unwrap(), 1);
+    assert_eq!(store.count_kind(kind::DECISION, 0).await.unwrap(), 4);
+    assert_eq!(
+        store
+            .decisions_per_hour("approved", 0, 10_000)
+            .await
+            .unwrap(),
+        [(3600, 2)]
+    );
+    assert_eq!(
+        store.decisions_per_hour("rejected", 0, 7350).await.unwrap(),
+        [(7200, 1)]
+    );
+    let by_reason = store
+        .list_events(&EventFilter {
+            reason: Some("token_unknown".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_reason.len(), 1);
+    assert_eq!(by_reason[0].at, 7300);
+
+    // Certificates: pages by name, state and expiry; expiring soonest first; globs.
+    for (serial, name, not_after) in [
+        (1, "web1.example.com", 5000),
+        (2, "web2.example.com", 9000),
+        (3, "db1.example.com", 20_000),
+        (4, "web_x.lab", 30_000),
+    ] {
+        let cert = CaCertificate {
+            not_after,
+            ..certificate(serial, name)
+        };
+        store
+            .ca_add_certificate(&cert, None, false, event(1000))
+            .await
+            .unwrap();
+    }
+    store
+        .ca_revoke("db1.example.com", 1100, 4, event(1100))
+        .await
+        .unwrap();
+    let page = |q: CertQuery| async move {
+        store
+            .ca_certificate_page(&q)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.certname)
+            .collect::<Vec<_>>()
+    };
+    let all = CertQuery {
+        name_prefix: None,
+        state: None,
+        expires_before: None,
+        now: 6000,
+        after: None,
+        limit: 50,
+    };
+    assert_eq!(
+        page(all.clone()).await,
+        [
+            "db1.example.com",
+            "web1.example.com",
+            "web2.example.com",
+            "web_x.lab"
+        ]
+    );
+    assert_eq!(
+        page(CertQuery {
+            name_prefix: Some("web".into()),
+            limit: 2,
+            ..all.clone()
+        })
+        .await,
+        ["web1.example.com", "web2.example.com"]
+    );
+    assert_eq!(
+        page(CertQuery {
+            name_prefix: Some("web_".into()),
+            ..all.clone()
+        })
+        .await,
+        ["web_x.lab"],
+        "LIKE's wildcards are literal in a prefix"
+    );
+    assert_eq!(
+        page(CertQuery {
+            after: Some("web1.example.com".into()),
+            ..all.clone()
+        })
+        .await,
+        ["web2.example.com", "web_x.lab"]
+    );
+    assert_eq!(
+        page(CertQuery {
+            state: Some(CertState::Revoked),
+            ..all.clone()
+        })
+        .await,
+        ["db1.example.com"]
+    );
+    assert_eq!(
+        page(CertQuery {
+            state: Some(CertState::Expired),
+            ..all.clone()
+        })
+        .await,
+        ["web1.example.com"]
+    );
+    assert_eq!(
+        page(CertQuery {
+            state: Some(CertState::Valid),
+            expires_before: Some(10_000),
+            ..all.clone()
+        })
+        .await,
+        ["web2.example.com"]
+    );
+    let (expiring, n) = store.ca_expiring(4000, 25_000, 1).await.unwrap();
+    assert_eq!(n, 2, "the revoked one does not expire");
+    assert_eq!(expiring[0].certname, "web1.example.com");
+    assert!(
+        expiring[0].cert_pem.is_empty(),
+        "listings leave the PEM out"
+    );
+    assert_eq!(
+        store.ca_recent_certnames(2).await.unwrap(),
+        ["web_x.lab", "db1.example.com"],
+        "newest first"
+    );
+}

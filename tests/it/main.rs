@@ -15,4 +15,5 @@ mod real_puppet;
 mod replicas;
 mod support;
 mod trust;
+mod ui;
 mod validate;

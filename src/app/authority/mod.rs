@@ -14,7 +14,7 @@ mod submit;
 pub use crate::config::AutosignMode;
 pub use foreman::ForemanCa;
 pub use sign::BulkSigned;
-pub use statuses::{cert_status_json, CertStatus, Fingerprints};
+pub use statuses::{cert_status_json, CertStatus, Fingerprints, PendingRequest};
 
 use std::sync::Arc;
 use std::time::Duration;

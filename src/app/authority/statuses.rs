@@ -33,6 +33,17 @@ pub struct CertStatus {
     pub pending_reason: Option<String>,
 }
 
+/// A pending request as the operator's page shows it.
+#[derive(Debug, Clone)]
+pub struct PendingRequest {
+    pub request: CaRequest,
+    pub status: CertStatus,
+    /// Every extension but subjectAltName: (name or OID, value).
+    pub extensions: Vec<(String, String)>,
+    /// It asks for pp_cli_auth: never signed.
+    pub cli_auth: bool,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Fingerprints {
     #[serde(rename = "SHA1")]
@@ -104,6 +115,49 @@ impl Authority {
         out.push_str(&parts.join(","));
         out.push(']');
         Ok(out)
+    }
+
+    /// Pending requests for the operator's page, oldest first: the stored request, its
+    /// status object, every extension it asks for (name or OID, value), and whether it
+    /// asks for pp_cli_auth (never signed). At most `limit` after the first `offset`.
+    pub async fn pending_requests(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<PendingRequest>, usize), AppError> {
+        let mut requests = self.store.ca_requests().await?;
+        requests.sort_by(|a, b| (a.received_at, &a.certname).cmp(&(b.received_at, &b.certname)));
+        let total = requests.len();
+        let mut out = Vec::new();
+        for request in requests.into_iter().skip(offset).take(limit) {
+            let status = request_status(&request)?;
+            let csr = Csr::parse(request.csr_pem.as_bytes())
+                .map_err(|e| AppError::Internal(e.to_string()))?;
+            let extensions: Vec<(String, String)> = csr
+                .extensions()
+                .iter()
+                .filter(|e| e.oid != crate::oid::SUBJECT_ALT_NAME)
+                .map(|e| {
+                    let name = if in_arc(&e.oid, PP_AUTH_ARC) {
+                        crate::oid::auth_extension_name(&e.oid).to_string()
+                    } else {
+                        e.oid.clone()
+                    };
+                    (name, e.string_value().unwrap_or_else(|| "(binary)".into()))
+                })
+                .collect();
+            let cli_auth = csr
+                .extensions()
+                .iter()
+                .any(|e| e.oid == crate::oid::PP_CLI_AUTH);
+            out.push(PendingRequest {
+                request,
+                status,
+                extensions,
+                cli_auth,
+            });
+        }
+        Ok((out, total))
     }
 
     /// The certnames with a pending request.

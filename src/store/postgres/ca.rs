@@ -9,13 +9,14 @@ use super::events::{insert_event, with_event, EventParams};
 use super::{db, execute, get, query, query_opt, Conn, Param, PostgresStore, ONE_LIVE};
 use crate::domain::event::NewEvent;
 use crate::store::sql::{
-    already_signed, ca_identity_from_row, cert_from_row, certificate_columns, request_columns,
-    request_from_row, revocation_from_row, status_from_row, CERT_COLUMNS, INSERT_CERTIFICATE,
-    INSERT_REQUEST, REQUEST_COLUMNS, SUPERSEDE_LIVE,
+    already_signed, ca_identity_from_row, cert_from_row, certificate_columns, certificates_query,
+    request_columns, request_from_row, revocation_from_row, status_from_row, Arg, CERT_COLUMNS,
+    COUNT_EXPIRING, EXPIRING, INSERT_CERTIFICATE, INSERT_REQUEST, RECENT_CERTNAMES,
+    REQUEST_COLUMNS, SUPERSEDE_LIVE,
 };
 use crate::store::{
-    from_i64, to_i64, CaCertificate, CaIdentity, CaImport, CaRequest, CaStore, Revocation,
-    StatusRow, StoreError,
+    from_i64, to_i64, CaCertificate, CaIdentity, CaImport, CaRequest, CaStore, CertQuery,
+    Revocation, StatusRow, StoreError,
 };
 
 /// The converted columns of a certificate insert, owned so their references live.
@@ -490,6 +491,66 @@ impl CaStore for PostgresStore {
             insert_event(self, statements, &tx, &event).await?;
             tx.commit().await.map_err(db)?;
             Ok(names)
+        })
+        .await
+    }
+
+    async fn ca_certificate_page(
+        &self,
+        query_: &CertQuery,
+    ) -> Result<Vec<CaCertificate>, StoreError> {
+        let (sql, args) = certificates_query(query_);
+        self.timed(async {
+            let mut pooled = self.pooled().await?;
+            let Conn { client, statements } = pooled.conn()?;
+            let params: Vec<Param<'_>> = args
+                .iter()
+                .map(|arg| match arg {
+                    Arg::Text(text) => text as Param<'_>,
+                    Arg::Int(n) => n as Param<'_>,
+                })
+                .collect();
+            query(statements, &*client, &sql, &params)
+                .await?
+                .iter()
+                .map(cert_from_row)
+                .collect()
+        })
+        .await
+    }
+
+    async fn ca_expiring(
+        &self,
+        from: i64,
+        until: i64,
+        limit: u32,
+    ) -> Result<(Vec<CaCertificate>, u64), StoreError> {
+        let limit = i64::from(limit);
+        let rows = self
+            .timed(async {
+                let mut pooled = self.pooled().await?;
+                let Conn { client, statements } = pooled.conn()?;
+                query(statements, &*client, EXPIRING, &[&from, &until, &limit])
+                    .await?
+                    .iter()
+                    .map(cert_from_row)
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        let n = self.count(COUNT_EXPIRING, &[&from, &until]).await?;
+        Ok((rows, n))
+    }
+
+    async fn ca_recent_certnames(&self, limit: u32) -> Result<Vec<String>, StoreError> {
+        let limit = i64::from(limit);
+        self.timed(async {
+            let mut pooled = self.pooled().await?;
+            let Conn { client, statements } = pooled.conn()?;
+            query(statements, &*client, RECENT_CERTNAMES, &[&limit])
+                .await?
+                .iter()
+                .map(|row| get(row, 0))
+                .collect()
         })
         .await
     }

@@ -8,7 +8,10 @@ use tokio_postgres::{GenericClient, Statement};
 
 use super::{execute, get, query, query_opt, Conn, Param, PostgresStore};
 use crate::domain::event::{EventFilter, EventRecord, NewEvent};
-use crate::store::sql::{event_from_row, events_query, Arg, EVENT_COLUMNS};
+use crate::store::sql::{
+    event_from_row, events_query, Arg, COUNT_DECISIONS, COUNT_KIND, DECISIONS_PER_HOUR,
+    EVENT_COLUMNS,
+};
 use crate::store::{Delivery, EventStore, StoreError};
 
 /// `WITH <ctes> ev AS (…), d AS (…) <select>`: the event (columns $1–$11, once per row of
@@ -244,6 +247,41 @@ impl EventStore for PostgresStore {
             )
             .await?
             .is_some())
+        })
+        .await
+    }
+
+    async fn count_decisions(&self, decision: &str, since: i64) -> Result<u64, StoreError> {
+        self.count(COUNT_DECISIONS, &[&decision, &since]).await
+    }
+
+    async fn count_kind(&self, kind: &str, since: i64) -> Result<u64, StoreError> {
+        self.count(COUNT_KIND, &[&kind, &since]).await
+    }
+
+    async fn decisions_per_hour(
+        &self,
+        decision: &str,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<(i64, u64)>, StoreError> {
+        self.timed(async {
+            let mut pooled = self.pooled().await?;
+            let Conn { client, statements } = pooled.conn()?;
+            query(
+                statements,
+                &*client,
+                DECISIONS_PER_HOUR,
+                &[&decision, &since, &until],
+            )
+            .await?
+            .iter()
+            .map(|row| {
+                let hour: i64 = get(row, 0)?;
+                let n: i64 = get(row, 1)?;
+                Ok((hour * 3600, crate::store::from_i64(n)?))
+            })
+            .collect()
         })
         .await
     }

@@ -12,11 +12,12 @@
 //! `Unavailable` (503), and the service recovers without a restart.
 //!
 //! This module holds the pool, the I/O thread and the migrations; the verbs live by
-//! aggregate in `tokens`, `allowlist`, `events` and `ca`.
+//! aggregate in `tokens`, `allowlist`, `events`, `ca` and `operators`.
 
 mod allowlist;
 mod ca;
 mod events;
+mod operators;
 mod tokens;
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ use crate::timefmt;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_schema.sql"),
     include_str!("../../../migrations/postgres/0002_one_live_certificate.sql"),
+    include_str!("../../../migrations/postgres/0003_operators.sql"),
 ];
 /// Key of the session advisory lock that serializes migrations of replicas starting at once.
 const MIGRATION_LOCK: i64 = 0x6175_746f_7369_676e; // "autosign"

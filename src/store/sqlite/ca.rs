@@ -7,13 +7,13 @@ use super::events::insert_event;
 use super::{unavailable, SqliteStore};
 use crate::domain::event::NewEvent;
 use crate::store::sql::{
-    already_signed, ca_identity_from_row, cert_from_row, request_from_row, revocation_from_row,
-    status_from_row, CERT_COLUMNS, INSERT_CERTIFICATE, INSERT_REQUEST, REQUEST_COLUMNS,
-    SUPERSEDE_LIVE,
+    already_signed, ca_identity_from_row, cert_from_row, certificates_query, request_from_row,
+    revocation_from_row, status_from_row, Arg, CERT_COLUMNS, COUNT_EXPIRING, EXPIRING,
+    INSERT_CERTIFICATE, INSERT_REQUEST, RECENT_CERTNAMES, REQUEST_COLUMNS, SUPERSEDE_LIVE,
 };
 use crate::store::{
-    from_i64, to_i64, CaCertificate, CaIdentity, CaImport, CaRequest, CaStore, Revocation,
-    StatusRow, StoreError,
+    from_i64, to_i64, CaCertificate, CaIdentity, CaImport, CaRequest, CaStore, CertQuery,
+    Revocation, StatusRow, StoreError,
 };
 
 fn insert_certificate(
@@ -342,6 +342,57 @@ impl CaStore for SqliteStore {
             Ok(names)
         })
         .await
+    }
+
+    async fn ca_certificate_page(
+        &self,
+        query: &CertQuery,
+    ) -> Result<Vec<CaCertificate>, StoreError> {
+        let (sql, args) = certificates_query(query);
+        let args = args.into_iter().map(|arg| match arg {
+            Arg::Text(text) => rusqlite::types::Value::Text(text),
+            Arg::Int(n) => rusqlite::types::Value::Integer(n),
+        });
+        self.read(|conn| {
+            let rows: Vec<Result<CaCertificate, StoreError>> = conn
+                .prepare_cached(&sql)
+                .and_then(|mut stmt| {
+                    stmt.query_map(rusqlite::params_from_iter(args), |r| Ok(cert_from_row(r)))?
+                        .collect()
+                })
+                .map_err(unavailable)?;
+            rows.into_iter().collect()
+        })
+    }
+
+    async fn ca_expiring(
+        &self,
+        from: i64,
+        until: i64,
+        limit: u32,
+    ) -> Result<(Vec<CaCertificate>, u64), StoreError> {
+        self.read(|conn| {
+            let rows: Vec<Result<CaCertificate, StoreError>> = conn
+                .prepare_cached(EXPIRING)
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![from, until, limit], |r| Ok(cert_from_row(r)))?
+                        .collect()
+                })
+                .map_err(unavailable)?;
+            let n: i64 = conn
+                .prepare_cached(COUNT_EXPIRING)
+                .and_then(|mut stmt| stmt.query_row(params![from, until], |r| r.get(0)))
+                .map_err(unavailable)?;
+            Ok((rows.into_iter().collect::<Result<_, _>>()?, from_i64(n)?))
+        })
+    }
+
+    async fn ca_recent_certnames(&self, limit: u32) -> Result<Vec<String>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(RECENT_CERTNAMES)
+                .and_then(|mut stmt| stmt.query_map([limit], |r| r.get(0))?.collect())
+                .map_err(unavailable)
+        })
     }
 
     async fn ca_revocations(&self) -> Result<Vec<Revocation>, StoreError> {

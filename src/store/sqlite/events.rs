@@ -7,7 +7,10 @@ use rusqlite::{params, params_from_iter, Connection};
 
 use super::{corrupt, unavailable, SqliteStore};
 use crate::domain::event::{EventFilter, EventRecord, NewEvent};
-use crate::store::sql::{event_from_row, events_query, Arg, EVENT_COLUMNS};
+use crate::store::sql::{
+    event_from_row, events_query, Arg, COUNT_DECISIONS, COUNT_KIND, DECISIONS_PER_HOUR,
+    EVENT_COLUMNS,
+};
 use crate::store::{from_i64, Delivery, EventStore, StoreError};
 
 pub(super) fn insert_event(conn: &Connection, e: &NewEvent) -> Result<i64, StoreError> {
@@ -198,6 +201,48 @@ impl EventStore for SqliteStore {
             )
             .and_then(|mut stmt| stmt.exists(params![certname, kind, since]))
             .map_err(unavailable)
+        })
+    }
+
+    async fn count_decisions(&self, decision: &str, since: i64) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            let n: i64 = conn
+                .prepare_cached(COUNT_DECISIONS)
+                .and_then(|mut stmt| stmt.query_row(params![decision, since], |r| r.get(0)))
+                .map_err(unavailable)?;
+            from_i64(n)
+        })
+    }
+
+    async fn count_kind(&self, kind: &str, since: i64) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            let n: i64 = conn
+                .prepare_cached(COUNT_KIND)
+                .and_then(|mut stmt| stmt.query_row(params![kind, since], |r| r.get(0)))
+                .map_err(unavailable)?;
+            from_i64(n)
+        })
+    }
+
+    async fn decisions_per_hour(
+        &self,
+        decision: &str,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<(i64, u64)>, StoreError> {
+        self.read(|conn| {
+            let rows: Vec<(i64, i64)> = conn
+                .prepare_cached(DECISIONS_PER_HOUR)
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![decision, since, until], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
+                    .collect()
+                })
+                .map_err(unavailable)?;
+            rows.into_iter()
+                .map(|(hour, n)| Ok((hour * 3600, from_i64(n)?)))
+                .collect()
         })
     }
 }

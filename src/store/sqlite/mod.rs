@@ -5,11 +5,12 @@
 //! microseconds, and WAL readers never wait for the writer.
 //!
 //! This module holds the connections, the writer thread and the migrations; the verbs
-//! live by aggregate in `tokens`, `allowlist`, `events` and `ca`.
+//! live by aggregate in `tokens`, `allowlist`, `events`, `ca` and `operators`.
 
 mod allowlist;
 mod ca;
 mod events;
+mod operators;
 mod tokens;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0004_outbox.sql"),
     include_str!("../../../migrations/sqlite/0005_ca_identity.sql"),
     include_str!("../../../migrations/sqlite/0006_one_live_certificate.sql"),
+    include_str!("../../../migrations/sqlite/0007_operators.sql"),
 ];
 /// Most jobs one commit carries: bounds how long the first of them waits.
 const MAX_BATCH: usize = 256;
