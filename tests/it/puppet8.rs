@@ -717,7 +717,9 @@ fn a_puppetserver_ca_2_7_intermediate_ca_imports_and_its_hosts_keep_working() {
     let mut c = svc.client();
     assert_eq!(status(&mut c, "ca8.example.com")["state"], "signed");
 
-    // The host's own ssldir, as `setup` left it: a stock agent 8 run against us.
+    // The host's own ssldir, as `setup` left it: a stock agent 8 run against us, past its
+    // (1 s) refresh interval so it fetches both CRLs.
+    std::thread::sleep(Duration::from_secs(2));
     let kept = agent8(&host, "ca8.example.com", svc.port, None, &REFRESH_NOW);
     let out = output(&kept);
     assert!(kept.success, "{out}");

@@ -272,9 +272,17 @@ fn the_services_own_certificates_are_in_the_inventory() {
 }
 
 /// An agent certificate signed by the CA, and the files to present it.
-fn signed_agent(svc: &Service, c: &mut Connection, name: &str) -> (PathBuf, PathBuf) {
+/// `flags`: more `ca sign` flags (`--allow-reserved-name`).
+fn signed_agent(
+    svc: &Service,
+    c: &mut Connection,
+    name: &str,
+    flags: &[&str],
+) -> (PathBuf, PathBuf) {
     assert_eq!(put_csr(c, name, &ec_csr(name)).0, 200);
-    let out = cli(svc, &["ca", "sign", "--certname", name]);
+    let mut args = vec!["ca", "sign", "--certname", name];
+    args.extend_from_slice(flags);
+    let out = cli(svc, &args);
     assert!(
         out.status.success(),
         "{}",
@@ -292,15 +300,7 @@ fn a_revoked_certificate_is_refused_on_a_kept_alive_connection() {
     });
     let mut c = svc.client();
     let name = "ops.example.com";
-    assert_eq!(put_csr(&mut c, name, &ec_csr(name)).0, 200);
-    assert!(cli(
-        &svc,
-        &["ca", "sign", "--certname", name, "--allow-reserved-name"]
-    )
-    .status
-    .success());
-    let pem = certificate(&mut c, name).unwrap();
-    let files = agent_files(&temp_dir("trust-keepalive-files"), name, &pem);
+    let files = signed_agent(&svc, &mut c, name, &["--allow-reserved-name"]);
     let mut admin = svc.client_with(Some(files));
     assert_eq!(admin.ca().status(name).status, 200);
     // Revoked by the CLI, another process: the same connection is refused within 1 s.
@@ -371,7 +371,7 @@ fn a_revoked_certificate_is_refused_on_a_resumed_tls_session() {
         c.ca.admin_hosts = vec!["ops.example.com".into()];
     });
     let mut c = svc.client();
-    let (cert, key) = signed_agent_reserved(&svc, &mut c, "ops.example.com");
+    let (cert, key) = signed_agent(&svc, &mut c, "ops.example.com", &["--allow-reserved-name"]);
     let dir = temp_dir("trust-resume-session");
     let session = dir.join("session.pem");
     let request = format!(
@@ -410,21 +410,6 @@ fn a_revoked_certificate_is_refused_on_a_resumed_tls_session() {
     );
 }
 
-fn signed_agent_reserved(svc: &Service, c: &mut Connection, name: &str) -> (PathBuf, PathBuf) {
-    assert_eq!(put_csr(c, name, &ec_csr(name)).0, 200);
-    let out = cli(
-        svc,
-        &["ca", "sign", "--certname", name, "--allow-reserved-name"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pem = certificate(c, name).unwrap();
-    agent_files(&temp_dir(&format!("agent-{name}")), name, &pem)
-}
-
 #[test]
 fn an_operator_can_no_longer_issue_pp_cli_auth_second_in_line() {
     // pp_auth_role first, pp_cli_auth second: every authorization extension is checked.
@@ -453,7 +438,7 @@ fn an_operator_can_no_longer_issue_pp_cli_auth_second_in_line() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(certificate(&mut c, name).is_none());
-    let _ = signed_agent(&svc, &mut c, "plain.example.com");
+    let _ = signed_agent(&svc, &mut c, "plain.example.com", &[]);
 }
 
 #[test]
@@ -635,7 +620,7 @@ fn a_revocation_recorded_without_its_crl_is_published_anyway() {
     });
     let mut c = svc.client();
     let name = "crashed.example.com";
-    let _files = signed_agent(&svc, &mut c, name);
+    let _files = signed_agent(&svc, &mut c, name, &[]);
     let serial = status(&mut c, name)["serial_number"].as_u64().unwrap();
     let store = svc.store();
     use autosign_proxy::store::CaStore;
