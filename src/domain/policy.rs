@@ -622,10 +622,12 @@ fn check_reserved(
     if rules.allow_reserved {
         return Ok(());
     }
-    let reserved = std::iter::once(certname.as_str())
-        .chain(extra.iter().filter_map(|n| match n {
-            AltName::Dns(d) => Some(d.as_str()),
-            AltName::Ip(_) => None,
+    // IP names too: a certificate for the service's address would let its holder stand in
+    // for the service towards clients that connect by address (autosign-policy's URL).
+    let reserved = std::iter::once(certname.to_string())
+        .chain(extra.iter().map(|n| match n {
+            AltName::Dns(d) => d.clone(),
+            AltName::Ip(ip) => ip.to_string(),
         }))
         .find(|name| rules.reserved.contains(name));
     match reserved {

@@ -287,6 +287,7 @@ pub fn reserved_names(config: &Config) -> ReservedNames {
         .into_iter()
         .filter_map(|n| match n {
             GeneralName::Dns(d) => Some(d),
+            GeneralName::Ip(ip) => Some(ip.to_string()),
             _ => None,
         })
         .collect();
@@ -300,6 +301,7 @@ pub fn reserved_names(config: &Config) -> ReservedNames {
                 names.extend(info.common_name);
                 names.extend(info.subject_alt_names.into_iter().filter_map(|n| match n {
                     GeneralName::Dns(d) => Some(d),
+                    GeneralName::Ip(ip) => Some(ip.to_string()),
                     _ => None,
                 }));
             }

@@ -130,6 +130,23 @@ fn reserved_names_are_never_autosigned_and_need_an_explicit_operator_flag() {
         "{st}"
     );
 
+    // The service's address as an IP alt name: a certificate to stand in for it.
+    let csr = openssl_csr(
+        &CsrOpts::new("innocent2.example.com")
+            .key(KeyType::EcP256)
+            .ext(&["subjectAltName = DNS:innocent2.example.com,IP:127.0.0.1"]),
+    );
+    assert_eq!(put_csr(&mut c, "innocent2.example.com", &csr).0, 200);
+    assert!(certificate(&mut c, "innocent2.example.com").is_none());
+    let st = status(&mut c, "innocent2.example.com");
+    assert!(
+        st["pending_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("'127.0.0.1' is reserved"),
+        "{st}"
+    );
+
     // By hand: refused without the flag, signed with it (the CLI reads no config
     // here, so a name reserved by the service itself).
     let out = cli(&svc, &["ca", "sign", "--certname", "localhost"]);
