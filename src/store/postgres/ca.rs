@@ -10,7 +10,7 @@ use super::{db, execute, get, query, query_opt, Conn, Param, PostgresStore, ONE_
 use crate::domain::event::NewEvent;
 use crate::store::sql::{
     already_signed, ca_identity_from_row, cert_from_row, certificate_columns, certificates_query,
-    request_columns, request_from_row, revocation_from_row, status_from_row, Arg, CERT_COLUMNS,
+    request_columns, request_from_row, revocation_from_row, status_from_row, CERT_COLUMNS,
     COUNT_EXPIRING, EXPIRING, INSERT_CERTIFICATE, INSERT_REQUEST, RECENT_CERTNAMES,
     REQUEST_COLUMNS, SUPERSEDE_LIVE,
 };
@@ -503,14 +503,7 @@ impl CaStore for PostgresStore {
         self.timed(async {
             let mut pooled = self.pooled().await?;
             let Conn { client, statements } = pooled.conn()?;
-            let params: Vec<Param<'_>> = args
-                .iter()
-                .map(|arg| match arg {
-                    Arg::Text(text) => text as Param<'_>,
-                    Arg::Int(n) => n as Param<'_>,
-                })
-                .collect();
-            query(statements, &*client, &sql, &params)
+            query(statements, &*client, &sql, &super::params_of(&args))
                 .await?
                 .iter()
                 .map(cert_from_row)
@@ -574,19 +567,10 @@ impl CaStore for PostgresStore {
     }
 
     async fn ca_revocation_count(&self) -> Result<u64, StoreError> {
-        self.timed(async {
-            let mut pooled = self.pooled().await?;
-            let Conn { client, statements } = pooled.conn()?;
-            let row = query_opt(
-                statements,
-                &*client,
-                "SELECT COUNT(*) FROM ca_certificates WHERE revoked_at IS NOT NULL",
-                &[],
-            )
-            .await?
-            .ok_or_else(|| StoreError::Unavailable("COUNT returned no row".into()))?;
-            from_i64(get(&row, 0)?)
-        })
+        self.count(
+            "SELECT COUNT(*) FROM ca_certificates WHERE revoked_at IS NOT NULL",
+            &[],
+        )
         .await
     }
 

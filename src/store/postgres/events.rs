@@ -9,8 +9,7 @@ use tokio_postgres::{GenericClient, Statement};
 use super::{execute, get, query, query_opt, Conn, Param, PostgresStore};
 use crate::domain::event::{EventFilter, EventRecord, NewEvent};
 use crate::store::sql::{
-    event_from_row, events_query, Arg, COUNT_DECISIONS, COUNT_KIND, DECISIONS_PER_HOUR,
-    EVENT_COLUMNS,
+    event_from_row, events_query, COUNT_DECISIONS, COUNT_KIND, DECISIONS_PER_HOUR, EVENT_COLUMNS,
 };
 use crate::store::{Delivery, EventStore, StoreError};
 
@@ -98,14 +97,7 @@ impl EventStore for PostgresStore {
         self.timed(async {
             let mut pooled = self.pooled().await?;
             let Conn { client, statements } = pooled.conn()?;
-            let params: Vec<Param<'_>> = args
-                .iter()
-                .map(|arg| match arg {
-                    Arg::Text(text) => text as Param<'_>,
-                    Arg::Int(n) => n as Param<'_>,
-                })
-                .collect();
-            query(statements, &*client, &sql, &params)
+            query(statements, &*client, &sql, &super::params_of(&args))
                 .await?
                 .iter()
                 .map(event_from_row)

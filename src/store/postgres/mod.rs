@@ -69,6 +69,17 @@ pub struct PostgresStore {
 /// knows the name, turns it into puppetserver's message.
 const ONE_LIVE: &str = "the certname already has a live certificate";
 
+/// The shared queries' arguments as this driver's parameters.
+fn params_of(args: &[crate::store::sql::Arg]) -> Vec<Param<'_>> {
+    use crate::store::sql::Arg;
+    args.iter()
+        .map(|arg| match arg {
+            Arg::Text(text) => text as Param<'_>,
+            Arg::Int(n) => n as Param<'_>,
+        })
+        .collect()
+}
+
 fn db(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
         Some(d) if d.constraint() == Some("ca_certificates_one_live") => {
