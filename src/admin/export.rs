@@ -12,7 +12,7 @@ pub async fn export(
     use crate::ca::cadir::{write_cadir, ExportCa, InventoryLine};
     use crate::ca::issue::cert_info;
     let der_of = |text: &str| -> Result<Vec<u8>, String> {
-        crate::pem::decode_all(text)
+        crate::x509::pem_blocks(text)
             .map_err(|e| e.to_string())?
             .into_iter()
             .next()

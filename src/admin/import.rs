@@ -18,10 +18,10 @@ use crate::ca::signer::SoftwareKey;
 use crate::config::Config;
 use crate::domain::csr::{fingerprint, Csr};
 use crate::domain::event::{Actor, NewEvent};
-use crate::pem;
 use crate::startup::datadir::{self, DataDir, LOCAL_CLIENT_CN, SERVICE_CN};
 use crate::store::{CaCertificate, CaImport, CaRequest, Revocation};
 use crate::timefmt;
+use crate::x509;
 
 /// What an import brought over.
 #[derive(Debug)]
@@ -75,7 +75,7 @@ pub async fn import_cadir(
         let cert = CaCertificate {
             serial,
             certname: certname.clone(),
-            cert_pem: pem::encode("CERTIFICATE", der),
+            cert_pem: x509::pem_encode("CERTIFICATE", der),
             fingerprint: fingerprint(&digest::SHA256, der),
             not_before: info.not_before,
             not_after: info.not_after,
@@ -122,7 +122,7 @@ pub async fn import_cadir(
     let bundle_pem: String = imported
         .bundle
         .iter()
-        .map(|d| pem::encode("CERTIFICATE", d))
+        .map(|d| x509::pem_encode("CERTIFICATE", d))
         .collect();
     datadir::write_file(&staged_cert, bundle_pem.as_bytes(), 0o644).map_err(|e| e.to_string())?;
 

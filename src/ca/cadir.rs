@@ -18,8 +18,8 @@ use super::crl::{
 use super::issue::{cert_info, CertInfo};
 use super::signer::{Signer, SoftwareKey};
 use crate::domain::csr::Csr;
-use crate::pem;
 use crate::timefmt;
+use crate::x509;
 
 /// Files without which puppetserver itself refuses the directory (inventory.txt aside: an
 /// old or hand-made directory may lack it, and an absent inventory is an empty one).
@@ -237,7 +237,7 @@ fn display_cn(info: &CertInfo) -> String {
 }
 
 fn read_bundle(text: &str) -> Result<Vec<Vec<u8>>, CaDirError> {
-    let bundle: Vec<Vec<u8>> = pem::decode_all(text)
+    let bundle: Vec<Vec<u8>> = x509::pem_blocks(text)
         .map_err(|e| CaDirError(format!("ca_crt.pem: {e}")))?
         .into_iter()
         .filter(|(label, _)| label == "CERTIFICATE")
@@ -278,7 +278,7 @@ fn read_bundle(text: &str) -> Result<Vec<Vec<u8>>, CaDirError> {
 }
 
 fn check_public_key(text: &str, key: &SoftwareKey) -> Result<(), CaDirError> {
-    let spki = pem::decode_all(text)
+    let spki = x509::pem_blocks(text)
         .map_err(|e| CaDirError(format!("ca_pub.pem: {e}")))?
         .into_iter()
         .find(|(label, _)| label == "PUBLIC KEY")
@@ -359,12 +359,12 @@ fn pem_files(dir: &Path, sub: &str) -> Result<Vec<(String, String)>, CaDirError>
 
 /// The first CERTIFICATE of a PEM file (or the bytes themselves, if DER).
 fn read_certificate(bytes: &[u8]) -> Result<Vec<u8>, CaDirError> {
-    if bytes.first() == Some(&crate::der::SEQUENCE) {
+    if bytes.first() == Some(&0x30) {
         return Ok(bytes.to_vec());
     }
     let text = std::str::from_utf8(bytes)
         .map_err(|_| CaDirError("neither a PEM nor a DER certificate".into()))?;
-    pem::decode_all(text)
+    x509::pem_blocks(text)
         .map_err(|e| CaDirError(e.to_string()))?
         .into_iter()
         .find(|(label, _)| label == "CERTIFICATE")
@@ -541,7 +541,7 @@ pub fn write_cadir(dir: &Path, ca: &ExportCa) -> Result<(), CaDirError> {
 
     let mut bundle_pem = String::new();
     for cert in ca.bundle {
-        bundle_pem.push_str(&pem::encode("CERTIFICATE", cert));
+        bundle_pem.push_str(&x509::pem_encode("CERTIFICATE", cert));
     }
     let crl_pem = encode_crl_chain(ca.crl_chain);
     let inventory: String = ca
@@ -549,7 +549,7 @@ pub fn write_cadir(dir: &Path, ca: &ExportCa) -> Result<(), CaDirError> {
         .iter()
         .map(|l| format_inventory_line(l) + "\n")
         .collect();
-    let pub_pem = pem::encode("PUBLIC KEY", key.spki_der());
+    let pub_pem = x509::pem_encode("PUBLIC KEY", key.spki_der());
     let serial = format!("{:04X}", ca.next_serial);
     let files: [(&str, &[u8], u32); 9] = [
         ("ca_key.pem", ca.key_pem.as_bytes(), KEY_MODE),
@@ -576,7 +576,7 @@ pub fn write_cadir(dir: &Path, ca: &ExportCa) -> Result<(), CaDirError> {
             let file = format!("{name}.pem");
             crate::files::write_new(
                 &subdir.join(&file),
-                pem::encode(label, der).as_bytes(),
+                x509::pem_encode(label, der).as_bytes(),
                 PUBLIC_MODE,
             )
             .map_err(|e| partial(&format!("{sub}/{file}"), e))?;
@@ -737,13 +737,13 @@ mod tests {
         let w = |name: &str, bytes: &[u8]| fs::write(cadir.join(name), bytes).unwrap();
         w(
             "ca_crt.pem",
-            pem::encode("CERTIFICATE", &ca_cert).as_bytes(),
+            x509::pem_encode("CERTIFICATE", &ca_cert).as_bytes(),
         );
         w(
             "ca_pub.pem",
-            pem::encode("PUBLIC KEY", key.spki_der()).as_bytes(),
+            x509::pem_encode("PUBLIC KEY", key.spki_der()).as_bytes(),
         );
-        w("ca_crl.pem", pem::encode("X509 CRL", &crl).as_bytes());
+        w("ca_crl.pem", x509::pem_encode("X509 CRL", &crl).as_bytes());
         w("serial", b"0004");
         let mut inventory_text = String::new();
         for cert in [&ca_cert, &web01, &db01] {
@@ -760,11 +760,11 @@ mod tests {
         w("inventory.txt", inventory_text.as_bytes());
         w(
             "signed/web01.example.com.pem",
-            pem::encode("CERTIFICATE", &web01).as_bytes(),
+            x509::pem_encode("CERTIFICATE", &web01).as_bytes(),
         );
         w(
             "signed/db01.example.com.pem",
-            pem::encode("CERTIFICATE", &db01).as_bytes(),
+            x509::pem_encode("CERTIFICATE", &db01).as_bytes(),
         );
         openssl(&[
             "req",
@@ -988,7 +988,7 @@ mod tests {
             let other = SoftwareKey::generate(KeyAlgorithm::EcP256).unwrap();
             fs::write(
                 d.join("ca_pub.pem"),
-                pem::encode("PUBLIC KEY", other.spki_der()),
+                x509::pem_encode("PUBLIC KEY", other.spki_der()),
             )
             .unwrap();
         });
@@ -1007,7 +1007,7 @@ mod tests {
             let rogue = leaf(&other_key, &other_cert, "rogue", 99, timefmt::now());
             fs::write(
                 d.join("signed/rogue.pem"),
-                pem::encode("CERTIFICATE", &rogue),
+                x509::pem_encode("CERTIFICATE", &rogue),
             )
             .unwrap();
         });
@@ -1071,7 +1071,7 @@ mod tests {
                 },
             )
             .unwrap();
-            fs::write(d.join("ca_crl.pem"), pem::encode("X509 CRL", &crl)).unwrap();
+            fs::write(d.join("ca_crl.pem"), x509::pem_encode("X509 CRL", &crl)).unwrap();
         });
         assert!(
             e.starts_with(&format!(
@@ -1083,13 +1083,13 @@ mod tests {
             let mut crl = f.crl.clone();
             let last = crl.len() - 1;
             crl[last] ^= 1;
-            fs::write(d.join("ca_crl.pem"), pem::encode("X509 CRL", &crl)).unwrap();
+            fs::write(d.join("ca_crl.pem"), x509::pem_encode("X509 CRL", &crl)).unwrap();
         });
         assert!(e.contains("does not verify"), "{e}");
         let e = refusal(&f, |d| {
             let (_, other_cert) = other_ca_cert("Stranger");
             let mut text = fs::read_to_string(d.join("ca_crt.pem")).unwrap();
-            text.push_str(&pem::encode("CERTIFICATE", &other_cert));
+            text.push_str(&x509::pem_encode("CERTIFICATE", &other_cert));
             fs::write(d.join("ca_crt.pem"), text).unwrap();
         });
         assert!(
@@ -1109,7 +1109,7 @@ mod tests {
         let int_key = SoftwareKey::generate(KeyAlgorithm::EcP384).unwrap();
         // issue_leaf makes CA:FALSE certificates, so let openssl sign the intermediate.
         let p = |n: &str| tmp.file(n);
-        fs::write(p("root.pem"), pem::encode("CERTIFICATE", &root_cert)).unwrap();
+        fs::write(p("root.pem"), x509::pem_encode("CERTIFICATE", &root_cert)).unwrap();
         fs::write(p("root.key"), root_key.to_pkcs8_pem().unwrap()).unwrap();
         fs::write(p("int.key"), int_key.to_pkcs8_pem().unwrap()).unwrap();
         fs::write(
@@ -1147,7 +1147,7 @@ mod tests {
             "-out",
             &p("int.pem"),
         ]);
-        let int_cert = pem::decode_all(&fs::read_to_string(p("int.pem")).unwrap())
+        let int_cert = x509::pem_blocks(&fs::read_to_string(p("int.pem")).unwrap())
             .unwrap()
             .remove(0)
             .1;

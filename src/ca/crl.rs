@@ -9,18 +9,29 @@
 
 use crate::oid;
 use aws_lc_rs::signature::UnparsedPublicKey;
+use der::asn1::{AnyRef, BitString, OctetString, Uint};
+use der::{Decode, Encode, Reader as _, Sequence, SliceReader};
+use spki::{AlgorithmIdentifierOwned, AlgorithmIdentifierRef};
+use x509_cert::certificate::Certificate;
+use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
+use x509_cert::ext::pkix::crl::CrlReason as X509CrlReason;
+use x509_cert::ext::pkix::{AuthorityKeyIdentifier, CrlNumber};
+use x509_cert::ext::Extensions;
+use x509_cert::name::Name;
+use x509_cert::time::Time;
+use x509_cert::Version;
 
-use super::issue::{cert_info, key_identifier};
+use super::issue::{
+    cert_info, key_identifier, serial_number, signature_algorithm, spki_key_bits,
+    strip_leading_zeros,
+};
 use super::signer::Signer;
 use super::CaError;
-use crate::der::{self, Reader, Tlv};
-use crate::domain::csr::{read_extensions, read_name, read_wrapped_extensions, PublicKeyKind};
-use crate::pem;
+use crate::domain::csr::PublicKeyKind;
+use crate::x509::{self, CnStrictness};
 
 /// PEM label of a CRL.
 pub const CRL_PEM_LABEL: &str = "X509 CRL";
-
-const ENUMERATED: u8 = 0x0a;
 
 /// CRLReason (RFC 5280 5.3.1). Code 7 is unassigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,22 +64,26 @@ impl CrlReason {
 
     /// The ENUMERATED value RFC 5280 gives this reason.
     pub fn code(self) -> u8 {
-        match self {
-            CrlReason::Unspecified => 0,
-            CrlReason::KeyCompromise => 1,
-            CrlReason::CaCompromise => 2,
-            CrlReason::AffiliationChanged => 3,
-            CrlReason::Superseded => 4,
-            CrlReason::CessationOfOperation => 5,
-            CrlReason::CertificateHold => 6,
-            CrlReason::RemoveFromCrl => 8,
-            CrlReason::PrivilegeWithdrawn => 9,
-            CrlReason::AaCompromise => 10,
-        }
+        self.x509() as u8
     }
 
     pub fn from_code(code: u8) -> Option<CrlReason> {
         CrlReason::ALL.into_iter().find(|r| r.code() == code)
+    }
+
+    fn x509(self) -> X509CrlReason {
+        match self {
+            CrlReason::Unspecified => X509CrlReason::Unspecified,
+            CrlReason::KeyCompromise => X509CrlReason::KeyCompromise,
+            CrlReason::CaCompromise => X509CrlReason::CaCompromise,
+            CrlReason::AffiliationChanged => X509CrlReason::AffiliationChanged,
+            CrlReason::Superseded => X509CrlReason::Superseded,
+            CrlReason::CessationOfOperation => X509CrlReason::CessationOfOperation,
+            CrlReason::CertificateHold => X509CrlReason::CertificateHold,
+            CrlReason::RemoveFromCrl => X509CrlReason::RemoveFromCRL,
+            CrlReason::PrivilegeWithdrawn => X509CrlReason::PrivilegeWithdrawn,
+            CrlReason::AaCompromise => X509CrlReason::AaCompromise,
+        }
     }
 }
 
@@ -84,15 +99,7 @@ pub struct RevokedEntry {
 impl RevokedEntry {
     /// The serial as a number, when it fits (puppetserver's are small counters).
     pub fn serial_u64(&self) -> Option<u64> {
-        let digits = strip_leading_zeros(&self.serial);
-        if digits.len() > 8 {
-            return None;
-        }
-        Some(
-            digits
-                .iter()
-                .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
-        )
+        super::issue::serial_u64(&self.serial)
     }
 }
 
@@ -105,10 +112,14 @@ pub struct CrlSpec<'a> {
     pub revoked: &'a [RevokedEntry],
 }
 
+fn encoding(e: impl std::fmt::Display) -> CaError {
+    CaError::Encoding(e.to_string())
+}
+
 /// A v2 CRL signed by the CA, DER.
 ///
-/// issuer = the CA certificate's subject bytes, signature algorithm from the Signer,
-/// thisUpdate/nextUpdate as [`der::time`] writes them, revokedCertificates omitted entirely
+/// issuer = the CA certificate's subject, signature algorithm from the Signer,
+/// thisUpdate/nextUpdate as [`x509::time`] writes them, revokedCertificates omitted entirely
 /// when empty (RFC 5280 5.1.2.6), a reasonCode entry extension for entries that have a
 /// reason, and crlExtensions authorityKeyIdentifier (the CA's SKI, or the key identifier of
 /// its key) and cRLNumber.
@@ -117,9 +128,15 @@ pub fn build_crl(
     ca_cert_der: &[u8],
     spec: &CrlSpec,
 ) -> Result<Vec<u8>, CaError> {
-    let ca = parse_cert(ca_cert_der)?;
+    let ca = Certificate::from_der(ca_cert_der)
+        .map_err(|e| CaError::Encoding(format!("CA certificate: {e}")))?;
+    let ca_spki = ca
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(encoding)?;
     // A CRL signed by another key would be refused by every agent: fail here instead.
-    if spki_key_bits(ca.spki.raw)? != spki_key_bits(ca_key.spki_der())? {
+    if spki_key_bits(&ca_spki)? != spki_key_bits(ca_key.spki_der())? {
         return Err(CaError::Key(
             "the CA key does not match the CA certificate's public key".into(),
         ));
@@ -132,140 +149,73 @@ pub fn build_crl(
     }
     let key_id = match cert_info(ca_cert_der)?.subject_key_id {
         Some(ski) => ski,
-        None => key_identifier(ca.spki.raw)?,
+        None => key_identifier(&ca_spki)?,
     };
-    let sig_alg = ca_key.signature_algorithm_der();
+    let signature = signature_algorithm(ca_key)?;
 
-    // All entries go into one buffer; `entry` is reused so the loop allocates nothing
-    // beyond the time encoding.
-    let mut revoked = Vec::with_capacity(spec.revoked.len().saturating_mul(40));
-    let mut entry = Vec::with_capacity(64);
+    let mut revoked = Vec::with_capacity(spec.revoked.len());
     for (i, e) in spec.revoked.iter().enumerate() {
-        if e.serial.is_empty() {
+        if strip_leading_zeros(&e.serial).is_empty() {
             return Err(CaError::Encoding(format!(
                 "revoked entry {i} has an empty serial number"
             )));
         }
-        entry.clear();
-        push_integer_unsigned(&mut entry, &e.serial);
-        entry.extend_from_slice(&der::time(e.revoked_at));
-        if let Some(reason) = e.reason {
-            entry.extend_from_slice(&reason_code_extensions(reason));
-        }
-        push_tlv(&mut revoked, der::SEQUENCE, &entry);
+        let crl_entry_extensions = match e.reason {
+            Some(reason) => Some(vec![x509::extension(
+                oid::CRL_REASON,
+                false,
+                reason.x509().to_der().map_err(encoding)?,
+            )
+            .map_err(encoding)?]),
+            None => None,
+        };
+        revoked.push(RevokedCert {
+            serial_number: serial_number(&e.serial)?,
+            revocation_date: x509::time(e.revoked_at).map_err(encoding)?,
+            crl_entry_extensions,
+        });
     }
-
-    let crl_extensions = der::constructed(
-        der::context_constructed(0),
-        &[&der::seq(&[
-            &der::seq(&[
-                &der::oid(oid::AUTHORITY_KEY_ID),
-                &der::octet_string(&der::seq(&[&der::tlv(der::context_primitive(0), &key_id)])),
-            ]),
-            &der::seq(&[
-                &der::oid(oid::CRL_NUMBER),
-                &der::octet_string(&der::integer_u64(spec.number)),
-            ]),
-        ])],
-    );
-
-    let mut tbs_body = Vec::with_capacity(revoked.len() + 512);
-    tbs_body.extend_from_slice(&der::integer_u64(1)); // v2
-    tbs_body.extend_from_slice(&sig_alg);
-    tbs_body.extend_from_slice(ca.subject.raw);
-    tbs_body.extend_from_slice(&der::time(spec.this_update));
-    tbs_body.extend_from_slice(&der::time(spec.next_update));
-    if !spec.revoked.is_empty() {
-        push_tlv(&mut tbs_body, der::SEQUENCE, &revoked);
+    let aki = AuthorityKeyIdentifier {
+        key_identifier: Some(OctetString::new(key_id).map_err(encoding)?),
+        authority_cert_issuer: None,
+        authority_cert_serial_number: None,
+    };
+    let number = CrlNumber(Uint::new(&spec.number.to_be_bytes()).map_err(encoding)?);
+    let crl_extensions = vec![
+        x509::extension(
+            oid::AUTHORITY_KEY_ID,
+            false,
+            aki.to_der().map_err(encoding)?,
+        )
+        .map_err(encoding)?,
+        x509::extension(oid::CRL_NUMBER, false, number.to_der().map_err(encoding)?)
+            .map_err(encoding)?,
+    ];
+    let tbs_cert_list = TbsCertList {
+        version: Version::V2,
+        signature: signature.clone(),
+        issuer: ca.tbs_certificate.subject,
+        this_update: x509::time(spec.this_update).map_err(encoding)?,
+        next_update: Some(x509::time(spec.next_update).map_err(encoding)?),
+        revoked_certificates: (!revoked.is_empty()).then_some(revoked),
+        crl_extensions: Some(crl_extensions),
+    };
+    let tbs = tbs_cert_list.to_der().map_err(encoding)?;
+    let sig = ca_key.sign(&tbs)?;
+    CertificateList {
+        tbs_cert_list,
+        signature_algorithm: signature,
+        signature: BitString::from_bytes(&sig).map_err(encoding)?,
     }
-    drop(revoked);
-    tbs_body.extend_from_slice(&crl_extensions);
-    let mut tbs = Vec::with_capacity(tbs_body.len() + 8);
-    push_tlv(&mut tbs, der::SEQUENCE, &tbs_body);
-    drop(tbs_body);
-
-    let signature = der::bit_string(&ca_key.sign(&tbs)?);
-    let mut out = Vec::with_capacity(tbs.len() + sig_alg.len() + signature.len() + 8);
-    push_header(
-        &mut out,
-        der::SEQUENCE,
-        tbs.len() + sig_alg.len() + signature.len(),
-    );
-    out.extend_from_slice(&tbs);
-    out.extend_from_slice(&sig_alg);
-    out.extend_from_slice(&signature);
-    Ok(out)
-}
-
-/// `crlEntryExtensions` holding only reasonCode: fixed bytes per reason.
-fn reason_code_extensions(reason: CrlReason) -> [u8; 14] {
-    const EXTENSIONS: [u8; 2] = [0x30, 0x0c];
-    const EXTENSION: [u8; 2] = [0x30, 0x0a];
-    const OID_REASON: [u8; 5] = [0x06, 0x03, 0x55, 0x1d, 0x15]; // 2.5.29.21
-    const EXTN_VALUE: [u8; 2] = [0x04, 0x03];
-    let [a, b] = EXTENSIONS;
-    let [c, d] = EXTENSION;
-    let [e, f, g, h, i] = OID_REASON;
-    let [j, k] = EXTN_VALUE;
-    [
-        a,
-        b,
-        c,
-        d,
-        e,
-        f,
-        g,
-        h,
-        i,
-        j,
-        k,
-        ENUMERATED,
-        0x01,
-        reason.code(),
-    ]
-}
-
-fn push_header(out: &mut Vec<u8>, tag: u8, len: usize) {
-    out.push(tag);
-    if len < 0x80 {
-        // Fits in 7 bits.
-        out.push(len as u8);
-        return;
-    }
-    let bytes = len.to_be_bytes();
-    let digits = strip_leading_zeros(&bytes);
-    // At most size_of::<usize>() digits, so the count fits in 7 bits.
-    out.push(0x80 | digits.len() as u8);
-    out.extend_from_slice(digits);
-}
-
-fn push_tlv(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
-    push_header(out, tag, value.len());
-    out.extend_from_slice(value);
-}
-
-/// INTEGER from a big-endian magnitude, minimal and positive, as [`der::integer_unsigned`].
-fn push_integer_unsigned(out: &mut Vec<u8>, magnitude: &[u8]) {
-    let digits = strip_leading_zeros(magnitude);
-    // Zero is one 0x00 byte; a set high bit needs a 0x00 in front to stay positive.
-    let pad = !matches!(digits.first(), Some(b) if b & 0x80 == 0);
-    push_header(out, der::INTEGER, digits.len() + usize::from(pad));
-    if pad {
-        out.push(0);
-    }
-    out.extend_from_slice(digits);
-}
-
-fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
-    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-    bytes.get(first..).unwrap_or_default()
+    .to_der()
+    .map_err(encoding)
 }
 
 /// What the service needs from a CRL.
 #[derive(Debug, Clone)]
 pub struct CrlInfo {
     pub issuer_common_name: Option<String>,
-    /// The issuer Name TLV, as in the CRL.
+    /// The issuer Name, DER, as in the CRL.
     pub issuer_der: Vec<u8>,
     /// cRLNumber, when present and no larger than a u64.
     pub number: Option<u64>,
@@ -285,94 +235,127 @@ impl CrlInfo {
     }
 }
 
-/// Reads a CRL leniently (PEM — the first X509 CRL block — or DER): v1 CRLs, unknown
-/// extensions and unknown reason codes are accepted, for served CRL chains and imported
-/// `ca_crl.pem` files. Does not check the signature (see [`verify_crl`]).
-/// The CRL's thisUpdate, without reading its revoked entries (every agent fetches the
+/// Any X.509 SIGNED{} object with its to-be-signed part kept as received.
+#[derive(Sequence)]
+struct SignedRef<'a> {
+    tbs: AnyRef<'a>,
+    algorithm: AlgorithmIdentifierOwned,
+    signature: BitString,
+}
+
+/// TBSCertList as CAs write it: unlike `x509-cert`'s, a v1 CRL (no version) is accepted,
+/// because imported chains (an `openssl ca -gencrl` without extensions) hold them.
+#[derive(Sequence)]
+struct TbsCrlDer {
+    #[asn1(optional = "true")]
+    version: Option<Version>,
+    signature: AlgorithmIdentifierOwned,
+    issuer: Name,
+    this_update: Time,
+    #[asn1(optional = "true")]
+    next_update: Option<Time>,
+    #[asn1(optional = "true")]
+    revoked: Option<Vec<RevokedCert>>,
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    extensions: Option<Extensions>,
+}
+
+#[derive(Sequence)]
+struct CrlDer {
+    tbs: TbsCrlDer,
+    algorithm: AlgorithmIdentifierOwned,
+    signature: BitString,
+}
+
+fn parse_crl(crl_der: &[u8]) -> Result<CrlDer, CaError> {
+    let crl = CrlDer::from_der(crl_der).map_err(|e| CaError::Encoding(format!("CRL: {e}")))?;
+    if let Some(v) = crl.tbs.version {
+        if v != Version::V2 {
+            return Err(CaError::Encoding(format!(
+                "CRL version {} is not 1 or 2",
+                v as u8 + 1
+            )));
+        }
+    }
+    Ok(crl)
+}
+
+/// The CRL's thisUpdate, without decoding its revoked entries (every agent fetches the
 /// CRL; this is what Last-Modified needs).
 pub fn crl_this_update(der_or_pem: &[u8]) -> Result<i64, CaError> {
     let der_bytes = first_crl_der(der_or_pem)?;
-    Ok(parse_crl(&der_bytes)?.this_update)
+    let read = || -> der::Result<Time> {
+        let outer = SignedRef::from_der(&der_bytes)?;
+        let mut r = SliceReader::new(outer.tbs.value())?;
+        let _version: Option<Version> = r.decode()?;
+        let _signature: AlgorithmIdentifierRef<'_> = r.decode()?;
+        let _issuer: Name = r.decode()?;
+        r.decode()
+    };
+    read()
+        .map(|t| x509::unix(&t))
+        .map_err(|e| CaError::Encoding(format!("CRL: {e}")))
 }
 
+/// Reads a CRL (PEM — the first X509 CRL block — or DER), strict DER: v1 CRLs, unknown
+/// extensions and unknown reason codes are accepted, for served CRL chains and imported
+/// `ca_crl.pem` files. Does not check the signature (see [`verify_crl`]).
 pub fn crl_info(der_or_pem: &[u8]) -> Result<CrlInfo, CaError> {
     let der_bytes = first_crl_der(der_or_pem)?;
     let crl = parse_crl(&der_bytes)?;
-    let (issuer_cns, _) = read_name(&crl.issuer)?;
+    let tbs = crl.tbs;
+    let (issuer_cns, _) =
+        x509::common_names(&tbs.issuer, CnStrictness::Signed).map_err(encoding)?;
     let mut number = None;
     let mut authority_key_id = None;
-    for ext in &crl.extensions {
+    for ext in x509::extensions(tbs.extensions.as_ref()).map_err(encoding)? {
         match ext.oid.as_str() {
             oid::CRL_NUMBER => {
-                let mut r = Reader::new(&ext.value);
-                let n = r.expect(der::INTEGER)?;
-                r.finish()?;
-                number = n.as_u64().ok();
+                let n = CrlNumber::from_der(&ext.value)
+                    .map_err(|e| CaError::Encoding(format!("cRLNumber: {e}")))?;
+                number = super::issue::serial_u64(n.0.as_bytes());
             }
             oid::AUTHORITY_KEY_ID => authority_key_id = read_aki_key_id(&ext.value)?,
             _ => {}
         }
     }
-    let mut revoked = Vec::new();
-    if let Some(list) = crl.revoked {
-        let mut r = list.reader();
-        while !r.is_empty() {
-            revoked.push(read_revoked_entry(&r.expect(der::SEQUENCE)?)?);
+    let mut revoked = Vec::with_capacity(tbs.revoked.as_ref().map_or(0, Vec::len));
+    for entry in tbs.revoked.iter().flatten() {
+        let mut reason = None;
+        for ext in x509::extensions(entry.crl_entry_extensions.as_ref()).map_err(encoding)? {
+            if ext.oid == oid::CRL_REASON {
+                reason = X509CrlReason::from_der(&ext.value)
+                    .ok()
+                    .and_then(|r| CrlReason::from_code(r as u8));
+            }
         }
+        revoked.push(RevokedEntry {
+            serial: strip_leading_zeros(entry.serial_number.as_bytes()).to_vec(),
+            revoked_at: x509::unix(&entry.revocation_date),
+            reason,
+        });
     }
     Ok(CrlInfo {
         issuer_common_name: issuer_cns.into_iter().next(),
-        issuer_der: crl.issuer.raw.to_vec(),
+        issuer_der: tbs.issuer.to_der().map_err(encoding)?,
         number,
-        this_update: crl.this_update,
-        next_update: crl.next_update,
+        this_update: x509::unix(&tbs.this_update),
+        next_update: tbs.next_update.as_ref().map(x509::unix),
         revoked,
         authority_key_id,
     })
 }
 
-fn read_revoked_entry(entry: &Tlv<'_>) -> Result<RevokedEntry, CaError> {
-    let mut r = entry.reader();
-    let serial = r.expect(der::INTEGER)?;
-    let revoked_at = der::parse_time(&r.read()?)?;
-    let mut reason = None;
-    if let Some(exts) = r.read_optional(der::SEQUENCE)? {
-        for ext in read_extensions(&exts)? {
-            if ext.oid == oid::CRL_REASON {
-                let mut er = Reader::new(&ext.value);
-                let code = er.expect(ENUMERATED)?;
-                er.finish()?;
-                reason = match code.value {
-                    [c] => CrlReason::from_code(*c),
-                    _ => None,
-                };
-            }
-        }
-    }
-    r.finish()?;
-    let serial = match serial.value.split_first() {
-        Some((0, rest)) if !rest.is_empty() => rest.to_vec(),
-        _ => serial.value.to_vec(),
-    };
-    Ok(RevokedEntry {
-        serial,
-        revoked_at,
-        reason,
-    })
-}
-
 fn read_aki_key_id(value: &[u8]) -> Result<Option<Vec<u8>>, CaError> {
-    let mut outer = Reader::new(value);
-    let seq = outer.expect(der::SEQUENCE)?;
-    outer.finish()?;
-    let mut r = seq.reader();
-    Ok(r.read_optional(der::context_primitive(0))?
-        .map(|t| t.value.to_vec()))
+    let aki = AuthorityKeyIdentifier::from_der(value)
+        .map_err(|e| CaError::Encoding(format!("authorityKeyIdentifier: {e}")))?;
+    Ok(aki.key_identifier.map(|k| k.as_bytes().to_vec()))
 }
 
 /// Every CRL in a PEM text (a CRL chain such as `ca_crl.pem`), DER, in order.
 pub fn decode_crl_chain(pem_text: &str) -> Result<Vec<Vec<u8>>, CaError> {
-    let crls: Vec<Vec<u8>> = pem::decode_all(pem_text)?
+    let crls: Vec<Vec<u8>> = x509::pem_blocks(pem_text)
+        .map_err(encoding)?
         .into_iter()
         .filter(|(label, _)| label == CRL_PEM_LABEL)
         .map(|(_, d)| d)
@@ -387,20 +370,12 @@ pub fn decode_crl_chain(pem_text: &str) -> Result<Vec<Vec<u8>>, CaError> {
 pub fn encode_crl_chain(chain: &[Vec<u8>]) -> String {
     chain
         .iter()
-        .map(|crl| pem::encode(CRL_PEM_LABEL, crl))
+        .map(|crl| x509::pem_encode(CRL_PEM_LABEL, crl))
         .collect()
 }
 
 fn first_crl_der(der_or_pem: &[u8]) -> Result<Vec<u8>, CaError> {
-    if der_or_pem.first() == Some(&der::SEQUENCE) {
-        return Ok(der_or_pem.to_vec());
-    }
-    let text = std::str::from_utf8(der_or_pem)
-        .map_err(|_| CaError::Encoding("CRL is neither DER nor PEM".into()))?;
-    decode_crl_chain(text)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| CaError::Encoding("no X509 CRL block in the PEM".into()))
+    x509::der_or_pem(der_or_pem, CRL_PEM_LABEL, "CRL").map_err(encoding)
 }
 
 /// Checks that the CRL (DER, or PEM: its first CRL) is signed by the key of `issuer_cert_der`
@@ -410,22 +385,23 @@ fn first_crl_der(der_or_pem: &[u8]) -> Result<Vec<u8>, CaError> {
 pub fn verify_crl(crl_der: &[u8], issuer_cert_der: &[u8]) -> Result<(), CaError> {
     let crl_bytes = first_crl_der(crl_der)?;
     let crl = parse_crl(&crl_bytes)?;
-    if crl.inner_alg.raw != crl.outer_alg.raw {
+    if crl.tbs.signature != crl.algorithm {
         return Err(CaError::Encoding(
             "the CRL's two signature algorithm fields differ".into(),
         ));
     }
     let issuer = parse_cert(issuer_cert_der)?;
-    if !names_match(&crl.issuer, &issuer.subject) {
+    let issuer_subject = &issuer.tbs_certificate.subject;
+    if !names_match(&crl.tbs.issuer, issuer_subject) {
         return Err(CaError::Key(format!(
             "the CRL is issued by {}, not by {}",
-            name_for_messages(&crl.issuer),
-            name_for_messages(&issuer.subject)
+            name_for_messages(&crl.tbs.issuer),
+            name_for_messages(issuer_subject)
         )));
     }
     let issuer_info = cert_info(issuer_cert_der)?;
-    let crl_aki = crl
-        .extensions
+    let crl_aki = x509::extensions(crl.tbs.extensions.as_ref())
+        .map_err(encoding)?
         .iter()
         .find(|e| e.oid == oid::AUTHORITY_KEY_ID)
         .map(|e| read_aki_key_id(&e.value))
@@ -435,163 +411,71 @@ pub fn verify_crl(crl_der: &[u8], issuer_cert_der: &[u8]) -> Result<(), CaError>
         if aki != ski {
             return Err(CaError::Key(format!(
                 "the CRL's authority key identifier {} is not the subject key identifier {} of {}",
-                der::hex(&aki),
-                der::hex(&ski),
-                name_for_messages(&issuer.subject)
+                x509::hex(&aki),
+                x509::hex(&ski),
+                name_for_messages(issuer_subject)
             )));
         }
     }
-    verify_signed(&crl_bytes, issuer.spki.raw).map_err(|e| match e {
+    verify_signed(&crl_bytes, &issuer_info.spki_der).map_err(|e| match e {
         CaError::Key(m) => CaError::Key(format!("CRL: {m}")),
         other => other,
     })
+}
+
+fn parse_cert(cert_der: &[u8]) -> Result<Certificate, CaError> {
+    Certificate::from_der(cert_der).map_err(|e| CaError::Encoding(format!("certificate: {e}")))
 }
 
 /// Checks that `cert_der` names `issuer_cert_der`'s subject as its issuer and carries a
 /// signature made by that certificate's key. No validity or extension checks.
 pub fn verify_certificate(cert_der: &[u8], issuer_cert_der: &[u8]) -> Result<(), CaError> {
     let cert = parse_cert(cert_der)?;
-    if cert.inner_alg.raw != cert.outer_alg.raw {
+    if cert.tbs_certificate.signature != cert.signature_algorithm {
         return Err(CaError::Encoding(
             "the certificate's two signature algorithm fields differ".into(),
         ));
     }
     let issuer = parse_cert(issuer_cert_der)?;
-    if !names_match(&cert.issuer, &issuer.subject) {
+    let issuer_subject = &issuer.tbs_certificate.subject;
+    if !names_match(&cert.tbs_certificate.issuer, issuer_subject) {
         return Err(CaError::Key(format!(
             "the certificate is issued by {}, not by {}",
-            name_for_messages(&cert.issuer),
-            name_for_messages(&issuer.subject)
+            name_for_messages(&cert.tbs_certificate.issuer),
+            name_for_messages(issuer_subject)
         )));
     }
-    verify_signed(cert_der, issuer.spki.raw)
+    let issuer_spki = issuer
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(encoding)?;
+    verify_signed(cert_der, &issuer_spki)
 }
 
 /// Verifies any X.509 SIGNED{} object (Certificate, CertificateList: `SEQUENCE { tbs,
 /// signatureAlgorithm, signature BIT STRING }`) against a SubjectPublicKeyInfo, over the tbs
 /// bytes exactly as received.
 pub fn verify_signed(signed_der: &[u8], issuer_spki_der: &[u8]) -> Result<(), CaError> {
-    let mut top = Reader::new(signed_der);
-    let outer = top.expect(der::SEQUENCE)?;
-    top.finish()?;
-    let mut r = outer.reader();
-    let tbs = r.expect(der::SEQUENCE)?;
-    let alg = r.expect(der::SEQUENCE)?;
-    let signature = r.expect(der::BIT_STRING)?.bit_string_bytes()?;
-    r.finish()?;
-
-    let mut ar = alg.reader();
-    let alg_oid = ar.expect(der::OID)?;
-    let alg_oid = der::oid_to_string(alg_oid.value)
-        .ok_or(CaError::Encoding("invalid signature algorithm OID".into()))?;
-    let params = if ar.is_empty() {
-        None
-    } else {
-        Some(ar.read()?)
-    };
-    ar.finish()?;
-
-    let key = PublicKeyKind::from_spki(issuer_spki_der)?;
-    let (verify_alg, key_bytes) =
-        crate::domain::csr::verifier_for(&key, &alg_oid, params.map(|p| p.raw))
-            .map_err(|what| CaError::Key(format!("unsupported signature: {what}")))?;
+    let signed = SignedRef::from_der(signed_der)
+        .map_err(|e| CaError::Encoding(format!("signed object: {e}")))?;
+    let tbs = signed.tbs.to_der().map_err(encoding)?;
+    let signature = signed
+        .signature
+        .as_bytes()
+        .ok_or_else(|| CaError::Encoding("signature BIT STRING has unused bits".into()))?;
+    let key = PublicKeyKind::from_spki(issuer_spki_der).map_err(encoding)?;
+    let (verify_alg, key_bytes) = crate::domain::csr::verifier_for(
+        &key,
+        &signed.algorithm.oid.to_string(),
+        signed.algorithm.parameters.as_ref(),
+    )
+    .map_err(|what| CaError::Key(format!("unsupported signature: {what}")))?;
     UnparsedPublicKey::new(verify_alg, key_bytes)
-        .verify(tbs.raw, signature)
+        .verify(&tbs, signature)
         .map_err(|_| {
             CaError::Key("the signature does not verify under the issuer's public key".into())
         })
-}
-
-struct ParsedCrl<'a> {
-    inner_alg: Tlv<'a>,
-    outer_alg: Tlv<'a>,
-    issuer: Tlv<'a>,
-    this_update: i64,
-    next_update: Option<i64>,
-    revoked: Option<Tlv<'a>>,
-    extensions: Vec<crate::domain::csr::CsrExtension>,
-}
-
-fn parse_crl(crl_der: &[u8]) -> Result<ParsedCrl<'_>, CaError> {
-    let mut top = Reader::new(crl_der);
-    let outer = top.expect(der::SEQUENCE)?;
-    top.finish()?;
-    let mut cr = outer.reader();
-    let tbs = cr.expect(der::SEQUENCE)?;
-    let outer_alg = cr.expect(der::SEQUENCE)?;
-    cr.expect(der::BIT_STRING)?;
-    cr.finish()?;
-
-    let mut r = tbs.reader();
-    // v1 CRLs omit the version.
-    if let Some(version) = r.read_optional(der::INTEGER)? {
-        let v = version.as_u64()?;
-        if v > 1 {
-            return Err(CaError::Encoding(format!("CRL version {v} is not 1 or 2")));
-        }
-    }
-    let inner_alg = r.expect(der::SEQUENCE)?;
-    let issuer = r.expect(der::SEQUENCE)?;
-    let this_update = der::parse_time(&r.read()?)?;
-    let next_update = match r.peek_tag() {
-        Some(der::UTC_TIME | der::GENERALIZED_TIME) => Some(der::parse_time(&r.read()?)?),
-        _ => None,
-    };
-    let revoked = r.read_optional(der::SEQUENCE)?;
-    let extensions = read_wrapped_extensions(&mut r, der::context_constructed(0))?;
-    r.finish()?;
-    Ok(ParsedCrl {
-        inner_alg,
-        outer_alg,
-        issuer,
-        this_update,
-        next_update,
-        revoked,
-        extensions,
-    })
-}
-
-struct CertParts<'a> {
-    inner_alg: Tlv<'a>,
-    outer_alg: Tlv<'a>,
-    issuer: Tlv<'a>,
-    subject: Tlv<'a>,
-    spki: Tlv<'a>,
-}
-
-fn parse_cert(cert_der: &[u8]) -> Result<CertParts<'_>, CaError> {
-    let mut top = Reader::new(cert_der);
-    let cert = top.expect(der::SEQUENCE)?;
-    top.finish()?;
-    let mut cr = cert.reader();
-    let tbs = cr.expect(der::SEQUENCE)?;
-    let outer_alg = cr.expect(der::SEQUENCE)?;
-    cr.expect(der::BIT_STRING)?;
-    cr.finish()?;
-    let mut r = tbs.reader();
-    r.read_optional(der::context_constructed(0))?;
-    r.expect(der::INTEGER)?;
-    let inner_alg = r.expect(der::SEQUENCE)?;
-    let issuer = r.expect(der::SEQUENCE)?;
-    r.expect(der::SEQUENCE)?; // validity
-    let subject = r.expect(der::SEQUENCE)?;
-    let spki = r.expect(der::SEQUENCE)?;
-    Ok(CertParts {
-        inner_alg,
-        outer_alg,
-        issuer,
-        subject,
-        spki,
-    })
-}
-
-fn spki_key_bits(spki_der: &[u8]) -> Result<&[u8], CaError> {
-    let mut outer = Reader::new(spki_der);
-    let spki = outer.expect(der::SEQUENCE)?;
-    outer.finish()?;
-    let mut r = spki.reader();
-    r.expect(der::SEQUENCE)?;
-    Ok(r.expect(der::BIT_STRING)?.bit_string_bytes()?)
 }
 
 /// Do two SubjectPublicKeyInfos hold the same key? Compares the key bits, so the same key
@@ -600,52 +484,43 @@ pub fn same_public_key(a_spki_der: &[u8], b_spki_der: &[u8]) -> Result<bool, CaE
     Ok(spki_key_bits(a_spki_der)? == spki_key_bits(b_spki_der)?)
 }
 
-/// Name equality as X.509 path validation needs it: the same bytes, or the same attributes
-/// in the same order with string values equal after RFC 5280 7.1-style folding (case and
-/// runs of spaces), whatever string type each side used.
-fn names_match(a: &Tlv<'_>, b: &Tlv<'_>) -> bool {
-    if a.raw == b.raw {
-        return true;
-    }
-    match (folded_name(a), folded_name(b)) {
-        (Some(x), Some(y)) => x == y,
-        _ => false,
-    }
+/// Name equality as X.509 path validation needs it: the same encoding, or the same
+/// attributes in the same order with string values equal after RFC 5280 7.1-style folding
+/// (case and runs of spaces), whatever string type each side used.
+fn names_match(a: &Name, b: &Name) -> bool {
+    a == b || folded_name(a) == folded_name(b)
 }
 
-type FoldedName = Vec<Vec<(Vec<u8>, String)>>;
+type FoldedName = Vec<Vec<(String, String)>>;
 
-fn folded_name(name: &Tlv<'_>) -> Option<FoldedName> {
-    let mut rdns = name.reader();
-    let mut out = Vec::new();
-    while !rdns.is_empty() {
-        let rdn = rdns.expect(der::SET).ok()?;
-        let mut atvs = rdn.reader();
-        let mut folded = Vec::new();
-        while !atvs.is_empty() {
-            let atv = atvs.expect(der::SEQUENCE).ok()?;
-            let mut r = atv.reader();
-            let oid = r.expect(der::OID).ok()?;
-            let value = r.read().ok()?;
-            let text = if der::is_string_tag(value.tag) {
-                der::string_lossy(value.tag, value.value)
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-                    .to_lowercase()
-            } else {
-                der::hex(value.raw)
-            };
-            folded.push((oid.value.to_vec(), text));
-        }
-        folded.sort();
-        out.push(folded);
-    }
-    Some(out)
+fn folded_name(name: &Name) -> FoldedName {
+    name.0
+        .iter()
+        .map(|rdn| {
+            let mut folded: Vec<(String, String)> = rdn
+                .0
+                .iter()
+                .map(|atv| {
+                    let text = if x509::is_string_tag(der::Tagged::tag(&atv.value)) {
+                        x509::string_lossy(&atv.value)
+                            .split_whitespace()
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                            .to_lowercase()
+                    } else {
+                        format!("#{}", x509::hex(atv.value.value()))
+                    };
+                    (atv.oid.to_string(), text)
+                })
+                .collect();
+            folded.sort();
+            folded
+        })
+        .collect()
 }
 
-fn name_for_messages(name: &Tlv<'_>) -> String {
-    match read_name(name) {
+fn name_for_messages(name: &Name) -> String {
+    match x509::common_names(name, CnStrictness::Signed) {
         Ok((cns, _)) if !cns.is_empty() => format!("CN={}", cns.join(",CN=")),
         _ => "an unreadable name".to_string(),
     }
@@ -655,6 +530,7 @@ fn name_for_messages(name: &Tlv<'_>) -> String {
 mod tests {
     use super::*;
     use crate::ca::issue::{issue_leaf, self_signed_ca, CaCertSpec, LeafSpec};
+    use crate::ca::rawder;
     use crate::ca::signer::{KeyAlgorithm, SoftwareKey};
     use crate::ca::testutil::{openssl, TempDir};
     use std::process::Command;
@@ -745,9 +621,13 @@ mod tests {
             },
         )
         .unwrap();
-        std::fs::write(dir.file("ca.pem"), pem::encode("CERTIFICATE", &ca.cert)).unwrap();
-        std::fs::write(dir.file("good.pem"), pem::encode("CERTIFICATE", &good)).unwrap();
-        std::fs::write(dir.file("bad.pem"), pem::encode("CERTIFICATE", &bad)).unwrap();
+        std::fs::write(
+            dir.file("ca.pem"),
+            x509::pem_encode("CERTIFICATE", &ca.cert),
+        )
+        .unwrap();
+        std::fs::write(dir.file("good.pem"), x509::pem_encode("CERTIFICATE", &good)).unwrap();
+        std::fs::write(dir.file("bad.pem"), x509::pem_encode("CERTIFICATE", &bad)).unwrap();
         std::fs::write(
             dir.file("crl.pem"),
             encode_crl_chain(std::slice::from_ref(&crl)),
@@ -786,7 +666,15 @@ mod tests {
         assert!(!info.is_revoked(&[0x02]));
         let ca_info = cert_info(&ca.cert).unwrap();
         assert_eq!(info.authority_key_id, ca_info.subject_key_id);
-        assert_eq!(info.issuer_der, parse_cert(&ca.cert).unwrap().subject.raw);
+        assert_eq!(
+            info.issuer_der,
+            parse_cert(&ca.cert)
+                .unwrap()
+                .tbs_certificate
+                .subject
+                .to_der()
+                .unwrap()
+        );
         // PEM input reads the same.
         let from_pem = crl_info(std::fs::read(dir.file("crl.pem")).unwrap().as_slice()).unwrap();
         assert_eq!(from_pem.revoked, info.revoked);
@@ -801,7 +689,7 @@ mod tests {
         assert!(verify_crl(&crl, &other_name.cert).is_err());
         // Flip a byte inside the tbs (in the nextUpdate time digits: still parses).
         let mut tampered = crl.clone();
-        let next = der::time(now + 5 * YEAR);
+        let next = rawder::time(now + 5 * YEAR);
         let at = crl
             .windows(next.len())
             .position(|w| w == next.as_slice())
@@ -847,29 +735,34 @@ mod tests {
         )
         .unwrap();
         // tbs: version, algorithm, issuer, thisUpdate, nextUpdate, then straight to [0].
-        let outer = Reader::new(&crl).read().unwrap();
-        let tbs = outer.reader().read().unwrap();
+        let outer = der::asn1::Any::from_der(&crl).unwrap();
+        let first: der::asn1::Any = SliceReader::new(outer.value()).unwrap().decode().unwrap();
         let tags: Vec<u8> = {
-            let mut r = tbs.reader();
+            let mut r = SliceReader::new(first.value()).unwrap();
             let mut tags = Vec::new();
-            while !r.is_empty() {
-                tags.push(r.read().unwrap().tag);
+            while !r.is_finished() {
+                let a: der::asn1::Any = r.decode().unwrap();
+                tags.push(u8::from(der::Tagged::tag(&a)));
             }
             tags
         };
         assert_eq!(
             tags,
             vec![
-                der::INTEGER,
-                der::SEQUENCE,
-                der::SEQUENCE,
-                der::UTC_TIME,
-                der::UTC_TIME,
+                rawder::INTEGER,
+                rawder::SEQUENCE,
+                rawder::SEQUENCE,
+                rawder::UTC_TIME,
+                rawder::UTC_TIME,
                 0xa0
             ]
         );
-        std::fs::write(dir.file("ca.pem"), pem::encode("CERTIFICATE", &ca.cert)).unwrap();
-        std::fs::write(dir.file("good.pem"), pem::encode("CERTIFICATE", &good)).unwrap();
+        std::fs::write(
+            dir.file("ca.pem"),
+            x509::pem_encode("CERTIFICATE", &ca.cert),
+        )
+        .unwrap();
+        std::fs::write(dir.file("good.pem"), x509::pem_encode("CERTIFICATE", &good)).unwrap();
         std::fs::write(
             dir.file("crl.pem"),
             encode_crl_chain(std::slice::from_ref(&crl)),
@@ -926,11 +819,12 @@ mod tests {
         assert_eq!(info.revoked[10].serial_u64(), None);
         for r in CrlReason::ALL {
             assert_eq!(CrlReason::from_code(r.code()), Some(r));
-            let ext = der::seq(&[&der::seq(&[
-                &der::oid(oid::CRL_REASON),
-                &der::octet_string(&der::tlv(ENUMERATED, &[r.code()])),
-            ])]);
-            assert_eq!(reason_code_extensions(r).to_vec(), ext);
+            let ext = rawder::seq(&[
+                &rawder::oid(oid::CRL_REASON),
+                &rawder::octet_string(&rawder::tlv(rawder::ENUMERATED, &[r.code()])),
+            ]);
+            let ours = x509::extension(oid::CRL_REASON, false, r.x509().to_der().unwrap()).unwrap();
+            assert_eq!(ours.to_der().unwrap(), ext);
         }
         assert_eq!(CrlReason::from_code(7), None);
         verify_crl(&crl, &ca.cert).unwrap();
@@ -1041,7 +935,7 @@ mod tests {
                 reason: Some(CrlReason::KeyCompromise),
             }]
         );
-        let ca_der = pem::decode_all(&std::fs::read_to_string(p("ca.pem")).unwrap())
+        let ca_der = x509::pem_blocks(&std::fs::read_to_string(p("ca.pem")).unwrap())
             .unwrap()
             .remove(0)
             .1;

@@ -1,25 +1,29 @@
 //! X.509 certificates as puppetserver issues them: the self-signed CA and agent leaves, plus
-//! reading back the fields the rest of the service needs.
+//! reading back the fields the rest of the service needs. The structures are
+//! `x509-cert`'s; this module chooses their contents and signs the TBS DER.
 
 use crate::oid;
 use aws_lc_rs::digest;
+use der::asn1::{BitString, OctetString};
+use der::{Decode, Encode};
+use spki::AlgorithmIdentifierOwned;
+use x509_cert::certificate::{Certificate, TbsCertificate, Version};
+use x509_cert::ext::pkix::{
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages,
+    SubjectKeyIdentifier,
+};
+use x509_cert::ext::Extension;
+use x509_cert::name::Name;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::time::Validity;
 
 use super::signer::Signer;
 use super::CaError;
-use crate::der::{self, Reader, Tlv};
-use crate::domain::csr::{
-    parse_general_names, read_name, read_wrapped_extensions, CsrExtension, GeneralName,
-};
-use crate::pem;
+use crate::domain::csr::{CsrExtension, GeneralName, PublicKeyKind};
+use crate::x509::{self, CnStrictness};
 
 /// The nsComment puppetserver puts in every certificate it issues.
 pub const NS_COMMENT: &str = "Puppet Server Internal Certificate";
-
-// keyUsage bit numbers (RFC 5280 4.2.1.3).
-const KU_DIGITAL_SIGNATURE: u8 = 0;
-const KU_KEY_ENCIPHERMENT: u8 = 2;
-const KU_KEY_CERT_SIGN: u8 = 5;
-const KU_CRL_SIGN: u8 = 6;
 
 /// Extensions the CA writes itself; a caller may not supply them in `extra_extensions`.
 const CA_OWNED_EXTENSIONS: [&str; 7] = [
@@ -43,6 +47,7 @@ pub struct CaCertSpec<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct LeafSpec<'a> {
     pub common_name: &'a str,
+    /// The key to certify; it is parsed and written anew, never copied.
     pub subject_spki_der: &'a [u8],
     pub serial: u64,
     pub not_before: i64,
@@ -75,13 +80,40 @@ pub struct CertInfo {
 impl CertInfo {
     /// The serial as a number, when it fits (puppetserver's are small counters).
     pub fn serial_u64(&self) -> Option<u64> {
-        der::uint_from_be(&self.serial).ok().or_else(|| {
-            // uint_from_be reads the high bit as a sign; our magnitude has none.
-            let mut padded = vec![0u8];
-            padded.extend_from_slice(&self.serial);
-            der::uint_from_be(&padded).ok()
-        })
+        serial_u64(&self.serial)
     }
+}
+
+/// A big-endian magnitude as a u64, when it fits.
+pub fn serial_u64(magnitude: &[u8]) -> Option<u64> {
+    let digits = strip_leading_zeros(magnitude);
+    if digits.len() > 8 {
+        return None;
+    }
+    Some(
+        digits
+            .iter()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
+    )
+}
+
+pub(crate) fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    bytes.get(first..).unwrap_or_default()
+}
+
+/// A serial number from a big-endian magnitude. Positive; up to 20 octets of magnitude,
+/// which with the sign byte may encode as 21 (RFC 5280 is read that way by `x509-cert`
+/// when decoding, and an imported CA's random 160-bit serials must still fit a CRL).
+pub fn serial_number(magnitude: &[u8]) -> Result<SerialNumber, CaError> {
+    let digits = strip_leading_zeros(magnitude);
+    if digits.is_empty() {
+        return Err(CaError::Encoding("serial number must be positive".into()));
+    }
+    der::asn1::Uint::new(digits)
+        .and_then(|n| n.to_der())
+        .and_then(|encoded| SerialNumber::from_der(&encoded))
+        .map_err(|e| CaError::Encoding(format!("serial number: {e}")))
 }
 
 /// A non-critical extension whose value is a DER UTF8String, as Puppet encodes pp_* ones.
@@ -89,43 +121,36 @@ pub fn utf8_extension(oid: &str, value: &str) -> CsrExtension {
     CsrExtension {
         oid: oid.to_string(),
         critical: false,
-        value: der::utf8_string(value),
+        value: x509::utf8_string_der(value),
     }
 }
 
-fn extension_der(oid: &str, critical: bool, value: &[u8]) -> Result<Vec<u8>, CaError> {
-    let oid =
-        der::try_oid(oid).map_err(|e| CaError::Encoding(format!("extension OID {oid:?}: {e}")))?;
-    let value = der::octet_string(value);
-    Ok(if critical {
-        der::seq(&[&oid, &der::boolean(true), &value])
-    } else {
-        der::seq(&[&oid, &value])
-    })
+fn encoding(e: impl std::fmt::Display) -> CaError {
+    CaError::Encoding(e.to_string())
 }
 
-fn cn_name(common_name: &str) -> Vec<u8> {
-    der::seq(&[&der::set(&[&der::seq(&[
-        &der::oid(oid::COMMON_NAME),
-        &der::utf8_string(common_name),
-    ])])])
+fn ext<T: Encode>(oid: &str, critical: bool, value: &T) -> Result<Extension, CaError> {
+    x509::extension(oid, critical, value.to_der().map_err(encoding)?).map_err(encoding)
 }
 
 /// RFC 5280 4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits.
 pub fn key_identifier(spki_der: &[u8]) -> Result<Vec<u8>, CaError> {
     let bits = spki_key_bits(spki_der)?;
-    Ok(digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, bits)
+    Ok(digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, &bits)
         .as_ref()
         .to_vec())
 }
 
-fn spki_key_bits(spki_der: &[u8]) -> Result<&[u8], CaError> {
-    let mut outer = Reader::new(spki_der);
-    let spki = outer.expect(der::SEQUENCE)?;
-    outer.finish()?;
-    let mut r = spki.reader();
-    r.expect(der::SEQUENCE)?;
-    Ok(r.expect(der::BIT_STRING)?.bit_string_bytes()?)
+/// The subjectPublicKey bits of a SubjectPublicKeyInfo.
+pub(crate) fn spki_key_bits(spki_der: &[u8]) -> Result<Vec<u8>, CaError> {
+    let spki = spki::SubjectPublicKeyInfoOwned::from_der(spki_der)
+        .map_err(|e| CaError::Encoding(format!("public key: {e}")))?;
+    Ok(spki.subject_public_key.raw_bytes().to_vec())
+}
+
+/// The CA signature algorithm as `x509-cert` wants it.
+pub(crate) fn signature_algorithm(key: &dyn Signer) -> Result<AlgorithmIdentifierOwned, CaError> {
+    AlgorithmIdentifierOwned::from_der(&key.signature_algorithm_der()).map_err(encoding)
 }
 
 fn check_validity(not_before: i64, not_after: i64) -> Result<(), CaError> {
@@ -137,118 +162,104 @@ fn check_validity(not_before: i64, not_after: i64) -> Result<(), CaError> {
     Ok(())
 }
 
-fn check_serial(serial: u64) -> Result<(), CaError> {
-    if serial == 0 {
-        return Err(CaError::Encoding("serial number must be positive".into()));
-    }
-    Ok(())
-}
-
-struct Tbs<'a> {
+struct Tbs {
     serial: u64,
-    issuer: &'a [u8],
+    issuer: Name,
     not_before: i64,
     not_after: i64,
-    subject: &'a [u8],
-    spki: &'a [u8],
-    extensions: Vec<Vec<u8>>,
+    subject: Name,
+    spki_der: Vec<u8>,
+    extensions: Vec<Extension>,
 }
 
-fn sign_certificate(key: &dyn Signer, tbs: &Tbs<'_>) -> Result<Vec<u8>, CaError> {
-    check_serial(tbs.serial)?;
+fn sign_certificate(key: &dyn Signer, tbs: Tbs) -> Result<Vec<u8>, CaError> {
     check_validity(tbs.not_before, tbs.not_after)?;
-    let sig_alg = key.signature_algorithm_der();
-    let ext_refs: Vec<&[u8]> = tbs.extensions.iter().map(Vec::as_slice).collect();
-    let version = der::constructed(der::context_constructed(0), &[&der::integer_u64(2)]);
-    let extensions = der::constructed(der::context_constructed(3), &[&der::seq(&ext_refs)]);
-    let tbs_der = der::seq(&[
-        &version,
-        &der::integer_u64(tbs.serial),
-        &sig_alg,
-        tbs.issuer,
-        &der::seq(&[&der::time(tbs.not_before), &der::time(tbs.not_after)]),
-        tbs.subject,
-        tbs.spki,
-        &extensions,
-    ]);
+    let signature_algorithm = signature_algorithm(key)?;
+    let tbs_certificate = TbsCertificate {
+        version: Version::V3,
+        serial_number: serial_number(&tbs.serial.to_be_bytes())?,
+        signature: signature_algorithm.clone(),
+        issuer: tbs.issuer,
+        validity: Validity {
+            not_before: x509::time(tbs.not_before).map_err(encoding)?,
+            not_after: x509::time(tbs.not_after).map_err(encoding)?,
+        },
+        subject: tbs.subject,
+        subject_public_key_info: spki::SubjectPublicKeyInfoOwned::from_der(&tbs.spki_der)
+            .map_err(encoding)?,
+        issuer_unique_id: None,
+        subject_unique_id: None,
+        extensions: Some(tbs.extensions),
+    };
+    let tbs_der = tbs_certificate.to_der().map_err(encoding)?;
     let signature = key.sign(&tbs_der)?;
-    Ok(der::seq(&[
-        &tbs_der,
-        &sig_alg,
-        &der::bit_string(&signature),
-    ]))
+    Certificate {
+        tbs_certificate,
+        signature_algorithm,
+        signature: BitString::from_bytes(&signature).map_err(encoding)?,
+    }
+    .to_der()
+    .map_err(encoding)
 }
 
-fn authority_key_id(key_id: &[u8]) -> Vec<u8> {
-    der::seq(&[&der::tlv(der::context_primitive(0), key_id)])
+fn authority_key_id(key_id: &[u8]) -> Result<AuthorityKeyIdentifier, CaError> {
+    Ok(AuthorityKeyIdentifier {
+        key_identifier: Some(OctetString::new(key_id).map_err(encoding)?),
+        authority_cert_issuer: None,
+        authority_cert_serial_number: None,
+    })
+}
+
+fn ns_comment() -> Result<der::asn1::Ia5String, CaError> {
+    der::asn1::Ia5String::new(NS_COMMENT).map_err(encoding)
+}
+
+fn cn_name(common_name: &str) -> Result<Name, CaError> {
+    x509::cn_name(common_name).map_err(encoding)
 }
 
 /// Self-signed CA: v3, subject = issuer = CN=<name>, basicConstraints CA:TRUE critical,
 /// keyUsage keyCertSign+cRLSign critical, SKI, AKI keyid, nsComment, like puppetserver.
 pub fn self_signed_ca(key: &dyn Signer, spec: &CaCertSpec) -> Result<Vec<u8>, CaError> {
-    let name = cn_name(spec.common_name);
+    let name = cn_name(spec.common_name)?;
     let ski = key_identifier(key.spki_der())?;
     let extensions = vec![
-        extension_der(
+        ext(
             oid::BASIC_CONSTRAINTS,
             true,
-            &der::seq(&[&der::boolean(true)]),
+            &BasicConstraints {
+                ca: true,
+                path_len_constraint: None,
+            },
         )?,
-        extension_der(
+        ext(
             oid::KEY_USAGE,
             true,
-            &der::named_bits(&[KU_KEY_CERT_SIGN, KU_CRL_SIGN]),
+            &KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign),
         )?,
-        extension_der(oid::SUBJECT_KEY_ID, false, &der::octet_string(&ski))?,
-        extension_der(oid::AUTHORITY_KEY_ID, false, &authority_key_id(&ski))?,
-        extension_der(oid::NS_COMMENT, false, &der::ia5_string(NS_COMMENT))?,
+        ext(
+            oid::SUBJECT_KEY_ID,
+            false,
+            &SubjectKeyIdentifier(OctetString::new(ski.clone()).map_err(encoding)?),
+        )?,
+        ext(oid::AUTHORITY_KEY_ID, false, &authority_key_id(&ski)?)?,
+        ext(oid::NS_COMMENT, false, &ns_comment()?)?,
     ];
     sign_certificate(
         key,
-        &Tbs {
+        Tbs {
             serial: spec.serial,
-            issuer: &name,
+            issuer: name.clone(),
             not_before: spec.not_before,
             not_after: spec.not_after,
-            subject: &name,
-            spki: key.spki_der(),
+            subject: name,
+            spki_der: key.spki_der().to_vec(),
             extensions,
         },
     )
 }
 
-/// The parts of the CA certificate a leaf needs: its subject bytes, key bits and key id.
-struct Issuer<'a> {
-    subject: &'a [u8],
-    spki: &'a [u8],
-    key_id: Vec<u8>,
-}
-
-fn read_issuer(ca_cert_der: &[u8]) -> Result<Issuer<'_>, CaError> {
-    let parsed = parse_certificate(ca_cert_der)?;
-    let key_id = match parsed
-        .extensions
-        .iter()
-        .find(|e| e.oid == oid::SUBJECT_KEY_ID)
-    {
-        Some(ext) => read_octet_string(&ext.value)?,
-        None => key_identifier(parsed.spki.raw)?,
-    };
-    Ok(Issuer {
-        subject: parsed.subject.raw,
-        spki: parsed.spki.raw,
-        key_id,
-    })
-}
-
-fn read_octet_string(value: &[u8]) -> Result<Vec<u8>, CaError> {
-    let mut r = Reader::new(value);
-    let t = r.expect(der::OCTET_STRING)?;
-    r.finish()?;
-    Ok(t.value.to_vec())
-}
-
-/// Leaf: v3, issuer = the CA cert's subject bytes, basicConstraints CA:FALSE critical,
+/// Leaf: v3, issuer = the CA cert's subject, basicConstraints CA:FALSE critical,
 /// keyUsage digitalSignature+keyEncipherment critical, extKeyUsage serverAuth+clientAuth
 /// critical, SKI, AKI (the CA's SKI), nsComment, SAN, then `extra_extensions`.
 pub fn issue_leaf(
@@ -256,196 +267,158 @@ pub fn issue_leaf(
     ca_cert_der: &[u8],
     spec: &LeafSpec,
 ) -> Result<Vec<u8>, CaError> {
-    let issuer = read_issuer(ca_cert_der)?;
+    let ca = Certificate::from_der(ca_cert_der)
+        .map_err(|e| CaError::Encoding(format!("CA certificate: {e}")))?;
+    let ca_spki = ca
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(encoding)?;
     // Signing with a key that is not the certificate's would issue certs nobody can verify.
-    if spki_key_bits(issuer.spki)? != spki_key_bits(ca_key.spki_der())? {
+    if spki_key_bits(&ca_spki)? != spki_key_bits(ca_key.spki_der())? {
         return Err(CaError::Key(
             "the CA key does not match the CA certificate's public key".into(),
         ));
     }
-    let subject_ski = key_identifier(spec.subject_spki_der)?;
+    let ca_extensions =
+        x509::extensions(ca.tbs_certificate.extensions.as_ref()).map_err(encoding)?;
+    let issuer_key_id = match ca_extensions.iter().find(|e| e.oid == oid::SUBJECT_KEY_ID) {
+        Some(e) => OctetString::from_der(&e.value)
+            .map_err(encoding)?
+            .as_bytes()
+            .to_vec(),
+        None => key_identifier(&ca_spki)?,
+    };
+    let subject_spki = PublicKeyKind::from_spki(spec.subject_spki_der)
+        .and_then(|k| k.to_spki_der())
+        .map_err(|e| CaError::Encoding(format!("subject public key: {e}")))?;
+    let subject_ski = key_identifier(&subject_spki)?;
 
-    let cn_san = GeneralName::Dns(spec.common_name.to_string());
     let has_cn = spec.subject_alt_names.iter().any(|n| match n {
         GeneralName::Dns(d) => d.eq_ignore_ascii_case(spec.common_name),
         _ => false,
     });
-    let mut san_parts = Vec::new();
+    let mut sans = Vec::with_capacity(spec.subject_alt_names.len() + 1);
     if !has_cn {
-        san_parts.push(cn_san.to_der().unwrap_or_default());
+        sans.push(GeneralName::Dns(spec.common_name.to_string()));
     }
-    for name in spec.subject_alt_names {
-        san_parts.push(name.to_der().ok_or_else(|| {
-            CaError::Encoding(format!("cannot write subject alternative name {name}"))
-        })?);
-    }
-    let san_refs: Vec<&[u8]> = san_parts.iter().map(Vec::as_slice).collect();
+    sans.extend_from_slice(spec.subject_alt_names);
+    let san_der = x509::general_names_der(&sans).map_err(encoding)?;
 
     let mut extensions = vec![
-        extension_der(oid::BASIC_CONSTRAINTS, true, &der::seq(&[]))?,
-        extension_der(
+        ext(
+            oid::BASIC_CONSTRAINTS,
+            true,
+            &BasicConstraints {
+                ca: false,
+                path_len_constraint: None,
+            },
+        )?,
+        ext(
             oid::KEY_USAGE,
             true,
-            &der::named_bits(&[KU_DIGITAL_SIGNATURE, KU_KEY_ENCIPHERMENT]),
+            &KeyUsage(KeyUsages::DigitalSignature | KeyUsages::KeyEncipherment),
         )?,
-        extension_der(
+        ext(
             oid::EXT_KEY_USAGE,
             true,
-            &der::seq(&[&der::oid(oid::SERVER_AUTH), &der::oid(oid::CLIENT_AUTH)]),
+            &ExtendedKeyUsage(vec![
+                x509::oid_of(oid::SERVER_AUTH).map_err(encoding)?,
+                x509::oid_of(oid::CLIENT_AUTH).map_err(encoding)?,
+            ]),
         )?,
-        extension_der(oid::SUBJECT_KEY_ID, false, &der::octet_string(&subject_ski))?,
-        extension_der(
+        ext(
+            oid::SUBJECT_KEY_ID,
+            false,
+            &SubjectKeyIdentifier(OctetString::new(subject_ski).map_err(encoding)?),
+        )?,
+        ext(
             oid::AUTHORITY_KEY_ID,
             false,
-            &authority_key_id(&issuer.key_id),
+            &authority_key_id(&issuer_key_id)?,
         )?,
-        extension_der(oid::NS_COMMENT, false, &der::ia5_string(NS_COMMENT))?,
-        extension_der(oid::SUBJECT_ALT_NAME, false, &der::seq(&san_refs))?,
+        ext(oid::NS_COMMENT, false, &ns_comment()?)?,
+        x509::extension(oid::SUBJECT_ALT_NAME, false, san_der).map_err(encoding)?,
     ];
     let mut seen: Vec<&str> = Vec::new();
-    for ext in spec.extra_extensions {
-        if CA_OWNED_EXTENSIONS.contains(&ext.oid.as_str()) {
+    for extra in spec.extra_extensions {
+        if CA_OWNED_EXTENSIONS.contains(&extra.oid.as_str()) {
             return Err(CaError::Encoding(format!(
                 "extension {} is written by the CA and cannot be copied from the request",
-                ext.oid
+                extra.oid
             )));
         }
-        if seen.contains(&ext.oid.as_str()) {
+        if seen.contains(&extra.oid.as_str()) {
             return Err(CaError::Encoding(format!(
                 "extension {} given twice",
-                ext.oid
+                extra.oid
             )));
         }
-        seen.push(&ext.oid);
-        extensions.push(extension_der(&ext.oid, ext.critical, &ext.value)?);
+        seen.push(&extra.oid);
+        extensions.push(
+            x509::extension(&extra.oid, extra.critical, extra.value.clone())
+                .map_err(|e| CaError::Encoding(format!("extension {:?}: {e}", extra.oid)))?,
+        );
     }
 
     sign_certificate(
         ca_key,
-        &Tbs {
+        Tbs {
             serial: spec.serial,
-            issuer: issuer.subject,
+            issuer: ca.tbs_certificate.subject,
             not_before: spec.not_before,
             not_after: spec.not_after,
-            subject: &cn_name(spec.common_name),
-            spki: spec.subject_spki_der,
+            subject: cn_name(spec.common_name)?,
+            spki_der: subject_spki,
             extensions,
         },
     )
 }
 
-struct ParsedCert<'a> {
-    serial: Tlv<'a>,
-    issuer: Tlv<'a>,
-    not_before: i64,
-    not_after: i64,
-    subject: Tlv<'a>,
-    spki: Tlv<'a>,
-    extensions: Vec<CsrExtension>,
-}
-
-fn parse_certificate(cert_der: &[u8]) -> Result<ParsedCert<'_>, CaError> {
-    let mut top = Reader::new(cert_der);
-    let cert = top.expect(der::SEQUENCE)?;
-    top.finish()?;
-    let mut cr = cert.reader();
-    let tbs = cr.expect(der::SEQUENCE)?;
-    cr.expect(der::SEQUENCE)?;
-    cr.expect(der::BIT_STRING)?;
-    cr.finish()?;
-
-    let mut r = tbs.reader();
-    r.read_optional(der::context_constructed(0))?;
-    let serial = r.expect(der::INTEGER)?;
-    r.expect(der::SEQUENCE)?;
-    let issuer = r.expect(der::SEQUENCE)?;
-    let validity = r.expect(der::SEQUENCE)?;
-    let subject = r.expect(der::SEQUENCE)?;
-    let spki = r.expect(der::SEQUENCE)?;
-    r.read_optional(der::context_primitive(1))?;
-    r.read_optional(der::context_primitive(2))?;
-    let extensions = read_wrapped_extensions(&mut r, der::context_constructed(3))?;
-    r.finish()?;
-
-    let mut vr = validity.reader();
-    let not_before = der::parse_time(&vr.read()?)?;
-    let not_after = der::parse_time(&vr.read()?)?;
-    vr.finish()?;
-    Ok(ParsedCert {
-        serial,
-        issuer,
-        not_before,
-        not_after,
-        subject,
-        spki,
-        extensions,
-    })
-}
-
-/// Reads a certificate (PEM, first CERTIFICATE block, or DER).
+/// Reads a certificate (PEM, first CERTIFICATE block, or DER), strictly.
 pub fn cert_info(der_or_pem: &[u8]) -> Result<CertInfo, CaError> {
-    let owned;
-    let cert_der = if der_or_pem.first() == Some(&der::SEQUENCE) {
-        der_or_pem
-    } else {
-        let text = std::str::from_utf8(der_or_pem)
-            .map_err(|_| CaError::Encoding("certificate is neither DER nor PEM".into()))?;
-        owned = pem::decode_all(text)?
-            .into_iter()
-            .find(|(label, _)| label == "CERTIFICATE")
-            .map(|(_, d)| d)
-            .ok_or_else(|| CaError::Encoding("no CERTIFICATE block in the PEM".into()))?;
-        &owned
-    };
-    let parsed = parse_certificate(cert_der)?;
-    let (subject_cns, _) = read_name(&parsed.subject)?;
-    let (issuer_cns, _) = read_name(&parsed.issuer)?;
-    let subject_alt_names = match parsed
-        .extensions
-        .iter()
-        .find(|e| e.oid == oid::SUBJECT_ALT_NAME)
-    {
-        Some(ext) => parse_general_names(&ext.value)?,
+    let cert_der = x509::der_or_pem(der_or_pem, "CERTIFICATE", "certificate").map_err(encoding)?;
+    let cert = Certificate::from_der(&cert_der)
+        .map_err(|e| CaError::Encoding(format!("certificate: {e}")))?;
+    let tbs = &cert.tbs_certificate;
+    let (subject_cns, _) =
+        x509::common_names(&tbs.subject, CnStrictness::Signed).map_err(encoding)?;
+    let (issuer_cns, _) =
+        x509::common_names(&tbs.issuer, CnStrictness::Signed).map_err(encoding)?;
+    let extensions = x509::extensions(tbs.extensions.as_ref()).map_err(encoding)?;
+    let find = |oid: &str| extensions.iter().find(|e| e.oid == oid);
+    let subject_alt_names = match find(oid::SUBJECT_ALT_NAME) {
+        Some(e) => x509::general_names(&e.value).map_err(encoding)?,
         None => Vec::new(),
     };
-    let subject_key_id = match parsed
-        .extensions
-        .iter()
-        .find(|e| e.oid == oid::SUBJECT_KEY_ID)
-    {
-        Some(ext) => Some(read_octet_string(&ext.value)?),
+    let subject_key_id = match find(oid::SUBJECT_KEY_ID) {
+        Some(e) => Some(
+            OctetString::from_der(&e.value)
+                .map_err(|e| CaError::Encoding(format!("subjectKeyIdentifier: {e}")))?
+                .as_bytes()
+                .to_vec(),
+        ),
         None => None,
     };
-    let is_ca = match parsed
-        .extensions
-        .iter()
-        .find(|e| e.oid == oid::BASIC_CONSTRAINTS)
-    {
-        Some(ext) => {
-            let mut r = Reader::new(&ext.value);
-            let seq = r.expect(der::SEQUENCE)?;
-            let mut sr = seq.reader();
-            sr.read_optional(der::BOOLEAN)?
-                .is_some_and(|b| b.value.first().is_some_and(|v| *v != 0))
+    let is_ca = match find(oid::BASIC_CONSTRAINTS) {
+        Some(e) => {
+            BasicConstraints::from_der(&e.value)
+                .map_err(|e| CaError::Encoding(format!("basicConstraints: {e}")))?
+                .ca
         }
         None => false,
     };
-    let serial_value = parsed.serial.value;
-    let serial = match serial_value.split_first() {
-        Some((0, rest)) if !rest.is_empty() => rest.to_vec(),
-        _ => serial_value.to_vec(),
-    };
     Ok(CertInfo {
         common_name: subject_cns.into_iter().next(),
-        serial,
-        not_before: parsed.not_before,
-        not_after: parsed.not_after,
+        serial: strip_leading_zeros(tbs.serial_number.as_bytes()).to_vec(),
+        not_before: x509::unix(&tbs.validity.not_before),
+        not_after: x509::unix(&tbs.validity.not_after),
         subject_alt_names,
-        extensions: parsed.extensions,
-        spki_der: parsed.spki.raw.to_vec(),
+        spki_der: tbs.subject_public_key_info.to_der().map_err(encoding)?,
         subject_key_id,
         issuer_common_name: issuer_cns.into_iter().next(),
         is_ca,
+        extensions,
     })
 }
 
@@ -507,8 +480,8 @@ mod tests {
 
         let ca_pem = dir.file("ca.pem");
         let leaf_pem = dir.file("leaf.pem");
-        std::fs::write(&ca_pem, pem::encode("CERTIFICATE", &ca)).unwrap();
-        std::fs::write(&leaf_pem, pem::encode("CERTIFICATE", &leaf)).unwrap();
+        std::fs::write(&ca_pem, x509::pem_encode("CERTIFICATE", &ca)).unwrap();
+        std::fs::write(&leaf_pem, x509::pem_encode("CERTIFICATE", &leaf)).unwrap();
         let out = openssl(&["verify", "-x509_strict", "-CAfile", &ca_pem, &leaf_pem]);
         assert!(out.contains("OK"), "{out}");
         let out = openssl(&[
@@ -657,7 +630,7 @@ mod tests {
         let san = Box::leak(Box::new([CsrExtension {
             oid: oid::SUBJECT_ALT_NAME.into(),
             critical: false,
-            value: der::seq(&[]),
+            value: vec![0x30, 0x00],
         }]));
         assert!(issue_leaf(&ca_key, &ca, &spec(san)).is_err());
         let bad_oid = Box::leak(Box::new([utf8_extension("1.x", "v")]));

@@ -3,13 +3,14 @@
 pub mod cadir;
 pub mod crl;
 pub mod issue;
+#[cfg(test)]
+pub(crate) mod rawder;
 pub mod request;
 pub mod signer;
 
 use std::fmt;
 
-use crate::der::DerError;
-use crate::pem::PemError;
+use crate::x509::X509Error;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CaError {
@@ -36,19 +37,13 @@ impl fmt::Display for CaError {
 
 impl std::error::Error for CaError {}
 
-impl From<DerError> for CaError {
-    fn from(e: DerError) -> Self {
-        CaError::Encoding(e.0.to_string())
+impl From<X509Error> for CaError {
+    fn from(e: X509Error) -> Self {
+        CaError::Encoding(e.0)
     }
 }
 
-impl From<PemError> for CaError {
-    fn from(e: PemError) -> Self {
-        CaError::Encoding(e.to_string())
-    }
-}
-
-/// Helpers shared by the tests of `der`, `domain::csr` and `ca`: temp dirs and openssl.
+/// Helpers shared by the tests of `x509`, `domain::csr` and `ca`: temp dirs and openssl.
 #[cfg(test)]
 pub(crate) mod testutil {
     use std::path::PathBuf;

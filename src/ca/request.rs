@@ -1,10 +1,16 @@
 //! Building PKCS#10 certificate requests, for `ca generate`, tests and load benchmarks.
 
+use der::asn1::{Any, BitString, SetOfVec};
+use der::{Decode, Encode, Sequence};
+use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+use x509_cert::attr::Attribute;
+use x509_cert::name::Name;
+
 use super::signer::Signer;
 use super::CaError;
-use crate::der;
 use crate::domain::csr::{CsrExtension, GeneralName, StringKind};
 use crate::oid;
+use crate::x509;
 
 #[derive(Debug, Clone, Copy)]
 pub struct CsrSpec<'a> {
@@ -19,70 +25,77 @@ pub struct CsrSpec<'a> {
     pub version: u64,
 }
 
-fn extension_der(ext: &CsrExtension) -> Result<Vec<u8>, CaError> {
-    let oid = der::try_oid(&ext.oid)
-        .map_err(|e| CaError::Encoding(format!("extension OID {:?}: {e}", ext.oid)))?;
-    let value = der::octet_string(&ext.value);
-    Ok(if ext.critical {
-        der::seq(&[&oid, &der::boolean(true), &value])
-    } else {
-        der::seq(&[&oid, &value])
+/// CertificationRequestInfo with any version (x509-cert's allows only v1).
+#[derive(Sequence)]
+struct InfoOut {
+    version: u64,
+    subject: Name,
+    public_key: SubjectPublicKeyInfoOwned,
+    #[asn1(context_specific = "0", tag_mode = "IMPLICIT", constructed = "true")]
+    attributes: SetOfVec<Attribute>,
+}
+
+#[derive(Sequence)]
+struct CsrOut {
+    info: InfoOut,
+    algorithm: AlgorithmIdentifierOwned,
+    signature: BitString,
+}
+
+fn encoding(e: impl std::fmt::Display) -> CaError {
+    CaError::Encoding(e.to_string())
+}
+
+fn attribute(oid: &str, value: Any) -> Result<Attribute, CaError> {
+    let mut values = SetOfVec::new();
+    values.insert(value).map_err(encoding)?;
+    Ok(Attribute {
+        oid: x509::oid_of(oid).map_err(encoding)?,
+        values,
     })
 }
 
 /// A signed CSR, DER.
 pub fn build_csr(key: &dyn Signer, spec: &CsrSpec) -> Result<Vec<u8>, CaError> {
-    let subject = der::seq(&[&der::set(&[&der::seq(&[
-        &der::oid(oid::COMMON_NAME),
-        &der::utf8_string(spec.common_name),
-    ])])]);
-
-    let mut attributes: Vec<Vec<u8>> = Vec::new();
+    let mut attributes = SetOfVec::new();
     if let Some((password, kind)) = spec.challenge_password {
-        attributes.push(der::seq(&[
-            &der::oid(oid::CHALLENGE_PASSWORD),
-            &der::set(&[&der::tlv(kind.tag(), password.as_bytes())]),
-        ]));
+        let value = Any::new(kind.tag(), password.as_bytes()).map_err(encoding)?;
+        attributes
+            .insert(attribute(oid::CHALLENGE_PASSWORD, value)?)
+            .map_err(encoding)?;
     }
-    let mut extensions: Vec<Vec<u8>> = Vec::new();
+    let mut extensions = Vec::new();
     if !spec.subject_alt_names.is_empty() {
-        let mut names = Vec::new();
-        for name in spec.subject_alt_names {
-            names.push(name.to_der().ok_or_else(|| {
-                CaError::Encoding(format!("cannot write subject alternative name {name}"))
-            })?);
-        }
-        let refs: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
-        extensions.push(extension_der(&CsrExtension {
-            oid: oid::SUBJECT_ALT_NAME.to_string(),
-            critical: false,
-            value: der::seq(&refs),
-        })?);
+        let value = x509::general_names_der(spec.subject_alt_names).map_err(encoding)?;
+        extensions.push(x509::extension(oid::SUBJECT_ALT_NAME, false, value).map_err(encoding)?);
     }
     for ext in spec.extensions {
-        extensions.push(extension_der(ext)?);
+        extensions.push(
+            x509::extension(&ext.oid, ext.critical, ext.value.clone())
+                .map_err(|e| CaError::Encoding(format!("extension OID {:?}: {e}", ext.oid)))?,
+        );
     }
     if !extensions.is_empty() {
-        let refs: Vec<&[u8]> = extensions.iter().map(Vec::as_slice).collect();
-        attributes.push(der::seq(&[
-            &der::oid(oid::EXTENSION_REQUEST),
-            &der::set(&[&der::seq(&refs)]),
-        ]));
+        let value = Any::encode_from(&extensions).map_err(encoding)?;
+        attributes
+            .insert(attribute(oid::EXTENSION_REQUEST, value)?)
+            .map_err(encoding)?;
     }
-    let attr_refs: Vec<&[u8]> = attributes.iter().map(Vec::as_slice).collect();
-
-    let info = der::seq(&[
-        &der::integer_u64(spec.version),
-        &subject,
-        key.spki_der(),
-        &der::set_with_tag(der::context_constructed(0), &attr_refs),
-    ]);
-    let signature = key.sign(&info)?;
-    Ok(der::seq(&[
-        &info,
-        &key.signature_algorithm_der(),
-        &der::bit_string(&signature),
-    ]))
+    let info = InfoOut {
+        version: spec.version,
+        subject: x509::cn_name(spec.common_name).map_err(encoding)?,
+        public_key: SubjectPublicKeyInfoOwned::from_der(key.spki_der()).map_err(encoding)?,
+        attributes,
+    };
+    let signature = key.sign(&info.to_der().map_err(encoding)?)?;
+    CsrOut {
+        info,
+        algorithm: AlgorithmIdentifierOwned::from_der(&key.signature_algorithm_der())
+            .map_err(encoding)?,
+        signature: BitString::from_bytes(&signature).map_err(encoding)?,
+    }
+    .to_der()
+    .map_err(encoding)
 }
 
 #[cfg(test)]
@@ -92,7 +105,7 @@ mod tests {
     use crate::ca::signer::{KeyAlgorithm, SoftwareKey};
     use crate::ca::testutil::{openssl, TempDir};
     use crate::domain::csr::Csr;
-    use crate::pem;
+    use crate::x509;
 
     #[test]
     fn puppet_style_csr_parses_verifies_and_openssl_accepts_it() {
@@ -133,10 +146,10 @@ mod tests {
                 );
                 assert_eq!(csr.subject_alt_names().unwrap(), sans.to_vec());
                 assert_eq!(&csr.extensions()[1..], &pp);
-                assert_eq!(csr.public_key_spki_der(), key.spki_der());
+                assert_eq!(csr.public_key_spki_der().unwrap(), key.spki_der());
 
                 let path = dir.file(&format!("{alg}-{version}.csr"));
-                std::fs::write(&path, pem::encode("CERTIFICATE REQUEST", &der_bytes)).unwrap();
+                std::fs::write(&path, x509::pem_encode("CERTIFICATE REQUEST", &der_bytes)).unwrap();
                 let out = openssl(&["req", "-verify", "-noout", "-in", &path, "-text"]);
                 assert!(out.contains("build_token_123"), "{out}");
                 assert!(out.contains("DNS:agent7.example.com, DNS:puppet"), "{out}");

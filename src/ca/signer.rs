@@ -14,8 +14,10 @@ use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, EcdsaSigningAlgorithm, KeyPair, RsaKeyPair};
 
 use super::CaError;
-use crate::der::{self, Reader};
-use crate::pem;
+use crate::x509;
+use der::asn1::{Any, ContextSpecific, ObjectIdentifier, OctetStringRef};
+use der::{Decode, Encode, Reader as _, SliceReader, TagNumber};
+use spki::AlgorithmIdentifierOwned;
 
 /// The kinds of CA and generated keys; `[ca] key_algorithm` reads straight into one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
@@ -56,13 +58,18 @@ impl KeyAlgorithm {
 
     /// AlgorithmIdentifier of the signatures this key makes (see [`Signer::sign`]).
     pub fn signature_algorithm_der(self) -> Vec<u8> {
-        match self {
+        let (algorithm, parameters) = match self {
             KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => {
-                der::seq(&[&der::oid(oid::SHA256_RSA), &der::null()])
+                (oid::SHA256_RSA, Some(Any::null()))
             }
-            KeyAlgorithm::EcP256 => der::seq(&[&der::oid(oid::ECDSA_SHA256)]),
-            KeyAlgorithm::EcP384 => der::seq(&[&der::oid(oid::ECDSA_SHA384)]),
-        }
+            KeyAlgorithm::EcP256 => (oid::ECDSA_SHA256, None),
+            KeyAlgorithm::EcP384 => (oid::ECDSA_SHA384, None),
+        };
+        // Constant OIDs: encoding cannot fail.
+        x509::oid_of(algorithm)
+            .ok()
+            .and_then(|oid| AlgorithmIdentifierOwned { oid, parameters }.to_der().ok())
+            .unwrap_or_default()
     }
 
     fn ecdsa(self) -> Option<&'static EcdsaSigningAlgorithm> {
@@ -214,7 +221,7 @@ impl SoftwareKey {
     /// PKCS#8 "PRIVATE KEY", PKCS#1 "RSA PRIVATE KEY" (what puppetserver writes) or SEC1
     /// "EC PRIVATE KEY" (other blocks, such as "EC PARAMETERS", are skipped).
     pub fn from_pem(pem_text: &str) -> Result<Self, CaError> {
-        let blocks = pem::decode_all(pem_text)?;
+        let blocks = x509::pem_blocks(pem_text).map_err(|e| CaError::Key(e.to_string()))?;
         for (label, der) in &blocks {
             match label.as_str() {
                 "PRIVATE KEY" => return Self::from_pkcs8_der(der),
@@ -240,18 +247,27 @@ impl SoftwareKey {
     }
 
     fn from_pkcs8_der(der_bytes: &[u8]) -> Result<Self, CaError> {
-        // PrivateKeyInfo ::= SEQUENCE { version, AlgorithmIdentifier, OCTET STRING, ... }
-        let mut outer = Reader::new(der_bytes);
-        let mut r = outer.expect(der::SEQUENCE)?.reader();
-        r.expect(der::INTEGER)?;
-        let mut alg = r.expect(der::SEQUENCE)?.reader();
-        let oid = read_oid(&mut alg)?;
+        // PrivateKeyInfo ::= SEQUENCE { version, AlgorithmIdentifier, OCTET STRING, ... }:
+        // only the algorithm is read here, aws-lc reads the rest.
+        let read = || -> der::Result<AlgorithmIdentifierOwned> {
+            let outer = Any::from_der(der_bytes)?;
+            let mut r = SliceReader::new(outer.value())?;
+            let _version: u8 = r.decode()?;
+            r.decode()
+        };
+        let alg = read().map_err(|e| CaError::Key(format!("PKCS#8 key: {e}")))?;
+        let oid = alg.oid.to_string();
         match oid.as_str() {
             oid::RSA_ENCRYPTION => Self::from_rsa(
                 RsaKeyPair::from_pkcs8(der_bytes).map_err(key_err("PKCS#8 RSA key"))?,
             ),
             oid::EC_PUBLIC_KEY => {
-                let curve = read_oid(&mut alg)?;
+                let curve = alg
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
+                    .ok_or(CaError::Key("EC key without a named curve".into()))?
+                    .to_string();
                 let key_alg = ec_algorithm_for_curve(&curve)?;
                 let ecdsa = key_alg
                     .ecdsa()
@@ -269,17 +285,21 @@ impl SoftwareKey {
 
     fn from_sec1_der(der_bytes: &[u8]) -> Result<Self, CaError> {
         // ECPrivateKey ::= SEQUENCE { version, privateKey OCTET STRING, [0] params OPTIONAL, [1] publicKey OPTIONAL }
-        let mut outer = Reader::new(der_bytes);
-        let mut r = outer.expect(der::SEQUENCE)?.reader();
-        r.expect(der::INTEGER)?;
-        r.expect(der::OCTET_STRING)?;
-        let candidates: Vec<KeyAlgorithm> = match r.read_optional(der::context_constructed(0))? {
-            Some(params) => {
-                let curve = read_oid(&mut params.reader())?;
-                vec![ec_algorithm_for_curve(&curve)?]
-            }
-            None => vec![KeyAlgorithm::EcP256, KeyAlgorithm::EcP384],
+        let read = || -> der::Result<Option<ObjectIdentifier>> {
+            let outer = Any::from_der(der_bytes)?;
+            let mut r = SliceReader::new(outer.value())?;
+            let _version: u8 = r.decode()?;
+            let _key: OctetStringRef<'_> = r.decode()?;
+            Ok(
+                ContextSpecific::<ObjectIdentifier>::decode_explicit(&mut r, TagNumber::N0)?
+                    .map(|c| c.value),
+            )
         };
+        let candidates: Vec<KeyAlgorithm> =
+            match read().map_err(|e| CaError::Key(format!("SEC1 EC key: {e}")))? {
+                Some(curve) => vec![ec_algorithm_for_curve(&curve.to_string())?],
+                None => vec![KeyAlgorithm::EcP256, KeyAlgorithm::EcP384],
+            };
         for key_alg in candidates {
             let Some(ecdsa) = key_alg.ecdsa() else {
                 continue;
@@ -297,7 +317,7 @@ impl SoftwareKey {
             KeyPairInner::Rsa(k) => k.as_der().map_err(failed)?.as_ref().to_vec(),
             KeyPairInner::Ec(k) => k.to_pkcs8v1().map_err(failed)?.as_ref().to_vec(),
         };
-        Ok(pem::encode("PRIVATE KEY", &der_bytes))
+        Ok(x509::pem_encode("PRIVATE KEY", &der_bytes))
     }
 
     pub fn load(path: &Path) -> Result<Self, CaError> {
@@ -335,11 +355,6 @@ impl SoftwareKey {
         }
         Ok(())
     }
-}
-
-fn read_oid(r: &mut Reader<'_>) -> Result<String, CaError> {
-    let t = r.expect(der::OID)?;
-    der::oid_to_string(t.value).ok_or(CaError::Key("invalid OID in key".into()))
 }
 
 fn ec_algorithm_for_curve(curve: &str) -> Result<KeyAlgorithm, CaError> {

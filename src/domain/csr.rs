@@ -10,9 +10,13 @@ use std::net::IpAddr;
 
 use aws_lc_rs::digest;
 use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
+use der::asn1::{Any, BitString, ObjectIdentifier, UintRef};
+use der::{Decode, Encode, Reader as _, Sequence, SliceReader, Tag, Tagged};
+use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+use x509_cert::attr::AttributeTypeAndValue;
+use x509_cert::ext::Extensions;
 
-use crate::der::{self, DerError, Reader, Tlv};
-use crate::pem;
+use crate::x509::{self, CnStrictness, X509Error};
 
 /// Largest CSR we look at; real ones are 1–4 KiB.
 pub const MAX_CSR_BYTES: usize = 64 * 1024;
@@ -55,10 +59,14 @@ impl fmt::Display for CsrError {
 
 impl std::error::Error for CsrError {}
 
-impl From<DerError> for CsrError {
-    fn from(e: DerError) -> Self {
-        CsrError::Malformed(e.0.to_string())
+impl From<X509Error> for CsrError {
+    fn from(e: X509Error) -> Self {
+        CsrError::Malformed(e.0)
     }
+}
+
+fn malformed(what: &'static str) -> impl Fn(der::Error) -> CsrError {
+    move |e| CsrError::Malformed(format!("{what}: {e}"))
 }
 
 /// Which ASN.1 string type a value was written with.
@@ -71,21 +79,21 @@ pub enum StringKind {
 }
 
 impl StringKind {
-    pub fn from_tag(tag: u8) -> Self {
+    pub fn from_tag(tag: Tag) -> Self {
         match tag {
-            der::PRINTABLE_STRING => StringKind::Printable,
-            der::UTF8_STRING => StringKind::Utf8,
-            der::IA5_STRING => StringKind::Ia5,
-            t => StringKind::Other(t),
+            Tag::PrintableString => StringKind::Printable,
+            Tag::Utf8String => StringKind::Utf8,
+            Tag::Ia5String => StringKind::Ia5,
+            t => StringKind::Other(u8::from(t)),
         }
     }
 
-    pub fn tag(self) -> u8 {
+    pub fn tag(self) -> Tag {
         match self {
-            StringKind::Printable => der::PRINTABLE_STRING,
-            StringKind::Utf8 => der::UTF8_STRING,
-            StringKind::Ia5 => der::IA5_STRING,
-            StringKind::Other(t) => t,
+            StringKind::Printable => Tag::PrintableString,
+            StringKind::Utf8 => Tag::Utf8String,
+            StringKind::Ia5 => Tag::Ia5String,
+            StringKind::Other(t) => Tag::try_from(t).unwrap_or(Tag::OctetString),
         }
     }
 }
@@ -104,13 +112,7 @@ impl CsrExtension {
     /// The value read leniently as a string when it is one DER string (how Puppet encodes
     /// pp_* extensions), else None.
     pub fn string_value(&self) -> Option<String> {
-        let mut r = Reader::new(&self.value);
-        let t = r.read().ok()?;
-        if r.is_empty() && der::is_string_tag(t.tag) {
-            Some(der::string_lossy(t.tag, t.value))
-        } else {
-            None
-        }
+        x509::string_value(&self.value)
     }
 }
 
@@ -126,21 +128,6 @@ pub enum GeneralName {
     },
 }
 
-impl GeneralName {
-    /// DER of this name inside a GeneralNames SEQUENCE; None for `Other`, whose contents we
-    /// did not keep.
-    pub fn to_der(&self) -> Option<Vec<u8>> {
-        Some(match self {
-            GeneralName::Email(s) => der::tlv(der::context_primitive(1), s.as_bytes()),
-            GeneralName::Dns(s) => der::tlv(der::context_primitive(2), s.as_bytes()),
-            GeneralName::Uri(s) => der::tlv(der::context_primitive(6), s.as_bytes()),
-            GeneralName::Ip(IpAddr::V4(ip)) => der::tlv(der::context_primitive(7), &ip.octets()),
-            GeneralName::Ip(IpAddr::V6(ip)) => der::tlv(der::context_primitive(7), &ip.octets()),
-            GeneralName::Other { .. } => return None,
-        })
-    }
-}
-
 /// OpenSSL / Puppet notation: `DNS:name`, `IP:10.0.0.1`.
 impl fmt::Display for GeneralName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -154,47 +141,10 @@ impl fmt::Display for GeneralName {
     }
 }
 
-/// Reads a GeneralNames SEQUENCE (the SAN extension's value).
-pub fn parse_general_names(value: &[u8]) -> Result<Vec<GeneralName>, DerError> {
-    let mut outer = Reader::new(value);
-    let seq = outer.expect(der::SEQUENCE)?;
-    outer.finish()?;
-    let mut r = seq.reader();
-    let mut names = Vec::new();
-    while !r.is_empty() {
-        let t = r.read()?;
-        let text = || der::string_lossy(der::IA5_STRING, t.value);
-        names.push(match t.tag {
-            0x81 => GeneralName::Email(text()),
-            0x82 => GeneralName::Dns(text()),
-            0x86 => GeneralName::Uri(text()),
-            0x87 => match t.value.len() {
-                4 => {
-                    let mut b = [0u8; 4];
-                    b.copy_from_slice(t.value);
-                    GeneralName::Ip(IpAddr::from(b))
-                }
-                16 => {
-                    let mut b = [0u8; 16];
-                    b.copy_from_slice(t.value);
-                    GeneralName::Ip(IpAddr::from(b))
-                }
-                _ => {
-                    return Err(DerError(
-                        "IP address in subjectAltName is not 4 or 16 bytes",
-                    ))
-                }
-            },
-            tag => GeneralName::Other { tag },
-        });
-    }
-    Ok(names)
-}
-
 /// The public key in a SubjectPublicKeyInfo, as far as we need to know it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PublicKeyKind {
-    /// `der` is the RSAPublicKey inside the BIT STRING.
+    /// `der` is the RSAPublicKey inside the BIT STRING, re-encoded from its two integers.
     Rsa {
         bits: usize,
         der: Vec<u8>,
@@ -209,35 +159,52 @@ pub enum PublicKeyKind {
     },
 }
 
+/// PKCS#1 RSAPublicKey.
+#[derive(Sequence)]
+struct RsaPublicKey<'a> {
+    modulus: UintRef<'a>,
+    public_exponent: UintRef<'a>,
+}
+
 impl PublicKeyKind {
-    /// Reads a SubjectPublicKeyInfo TLV.
-    pub fn from_spki(spki: &[u8]) -> Result<Self, DerError> {
-        let mut outer = Reader::new(spki);
-        let seq = outer.expect(der::SEQUENCE)?;
-        outer.finish()?;
-        let mut r = seq.reader();
-        let alg = r.expect(der::SEQUENCE)?;
-        let key = r.expect(der::BIT_STRING)?;
-        r.finish()?;
-        let mut ar = alg.reader();
-        let alg_oid = read_oid(&mut ar)?;
-        let params = if ar.is_empty() {
-            None
-        } else {
-            Some(ar.read()?)
-        };
-        let key_bytes = key.bit_string_bytes()?;
+    /// Reads a SubjectPublicKeyInfo (DER), strictly.
+    pub fn from_spki(spki: &[u8]) -> Result<Self, X509Error> {
+        let parsed =
+            SubjectPublicKeyInfoOwned::from_der(spki).map_err(x509::context("public key"))?;
+        Self::from_parsed(&parsed)
+    }
+
+    fn from_parsed(spki: &SubjectPublicKeyInfoOwned) -> Result<Self, X509Error> {
+        let alg_oid = spki.algorithm.oid.to_string();
+        let key_bytes = spki
+            .subject_public_key
+            .as_bytes()
+            .ok_or_else(|| X509Error("public key BIT STRING has unused bits".into()))?;
         Ok(match alg_oid.as_str() {
-            oid::RSA_ENCRYPTION => PublicKeyKind::Rsa {
-                bits: rsa_modulus_bits(key_bytes)?,
-                der: key_bytes.to_vec(),
-            },
+            oid::RSA_ENCRYPTION => {
+                // RFC 3279: the parameters are NULL.
+                if !is_null_or_absent(spki.algorithm.parameters.as_ref()) {
+                    return Err(X509Error("RSA key with unexpected parameters".into()));
+                }
+                let key =
+                    RsaPublicKey::from_der(key_bytes).map_err(x509::context("RSA public key"))?;
+                let digits = key.modulus.as_bytes();
+                let bits = match digits.first() {
+                    Some(first) => digits.len() * 8 - first.leading_zeros() as usize,
+                    None => 0,
+                };
+                PublicKeyKind::Rsa {
+                    bits,
+                    der: key.to_der()?,
+                }
+            }
             oid::EC_PUBLIC_KEY => {
-                let curve = match params {
-                    Some(p) if p.tag == der::OID => {
-                        der::oid_to_string(p.value).ok_or(DerError("bad curve OID"))?
-                    }
-                    _ => return Err(DerError("EC key without a named curve")),
+                let curve = match &spki.algorithm.parameters {
+                    Some(p) if p.tag() == Tag::ObjectIdentifier => p
+                        .decode_as::<ObjectIdentifier>()
+                        .map_err(x509::context("EC curve"))?
+                        .to_string(),
+                    _ => return Err(X509Error("EC key without a named curve".into())),
                 };
                 PublicKeyKind::Ec {
                     curve,
@@ -246,6 +213,35 @@ impl PublicKeyKind {
             }
             _ => PublicKeyKind::Other { oid: alg_oid },
         })
+    }
+
+    /// The SubjectPublicKeyInfo we certify: written from the parsed key, never copied from
+    /// the request, so no byte the requester chose beyond the key itself is signed.
+    pub fn to_spki_der(&self) -> Result<Vec<u8>, X509Error> {
+        let (algorithm, key) = match self {
+            PublicKeyKind::Rsa { der, .. } => (
+                AlgorithmIdentifierOwned {
+                    oid: x509::oid_of(oid::RSA_ENCRYPTION)?,
+                    parameters: Some(Any::new(Tag::Null, Vec::<u8>::new())?),
+                },
+                der,
+            ),
+            PublicKeyKind::Ec { curve, point } => (
+                AlgorithmIdentifierOwned {
+                    oid: x509::oid_of(oid::EC_PUBLIC_KEY)?,
+                    parameters: Some(Any::from(x509::oid_of(curve)?)),
+                },
+                point,
+            ),
+            PublicKeyKind::Other { oid } => {
+                return Err(X509Error(format!("cannot certify a key of type {oid}")))
+            }
+        };
+        Ok(SubjectPublicKeyInfoOwned {
+            algorithm,
+            subject_public_key: BitString::from_bytes(key)?,
+        }
+        .to_der()?)
     }
 
     /// "RSA 4096", "EC P-256", ...
@@ -263,6 +259,13 @@ impl PublicKeyKind {
     }
 }
 
+fn is_null_or_absent(params: Option<&Any>) -> bool {
+    match params {
+        None => true,
+        Some(p) => p.tag() == Tag::Null && p.value().is_empty(),
+    }
+}
+
 fn curve_name(oid: &str) -> String {
     match oid {
         oid::P256 => "P-256".to_string(),
@@ -272,100 +275,44 @@ fn curve_name(oid: &str) -> String {
     }
 }
 
-fn rsa_modulus_bits(rsa_public_key: &[u8]) -> Result<usize, DerError> {
-    let mut outer = Reader::new(rsa_public_key);
-    let seq = outer.expect(der::SEQUENCE)?;
-    let mut r = seq.reader();
-    let modulus = r.expect(der::INTEGER)?;
-    let digits: &[u8] = {
-        let start = modulus
-            .value
-            .iter()
-            .position(|b| *b != 0)
-            .unwrap_or(modulus.value.len());
-        modulus.value.get(start..).unwrap_or_default()
-    };
-    let Some(first) = digits.first() else {
-        return Ok(0);
-    };
-    Ok(digits.len() * 8 - first.leading_zeros() as usize)
+/// CertificationRequest with the info kept as received, so the signature is checked over
+/// exactly the bytes the requester signed.
+#[derive(Sequence)]
+struct CertReqDer {
+    info: Any,
+    algorithm: AlgorithmIdentifierOwned,
+    signature: BitString,
 }
 
-fn read_oid(r: &mut Reader<'_>) -> Result<String, DerError> {
-    let t = r.expect(der::OID)?;
-    der::oid_to_string(t.value).ok_or(DerError("invalid OBJECT IDENTIFIER"))
+/// CertificationRequestInfo. The version is any INTEGER (we say which we accept); the
+/// subject and attribute SETs are walked by hand so a hostile SET of thousands of
+/// elements costs linear time, not the sort `SetOfVec` performs.
+#[derive(Sequence)]
+struct CertReqInfoDer {
+    version: u64,
+    subject: Any,
+    public_key: SubjectPublicKeyInfoOwned,
+    #[asn1(
+        context_specific = "0",
+        tag_mode = "IMPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
+    attributes: Option<Vec<AttributeDer>>,
 }
 
-/// Reads a Name: every CN (in order) and whether anything else is present.
-pub fn read_name(name: &Tlv<'_>) -> Result<(Vec<String>, bool), DerError> {
-    if name.tag != der::SEQUENCE {
-        return Err(DerError("name is not a SEQUENCE"));
-    }
-    let mut cns = Vec::new();
-    let mut other = false;
-    let mut rdns = name.reader();
-    while !rdns.is_empty() {
-        let rdn = rdns.expect(der::SET)?;
-        let mut atvs = rdn.reader();
-        while !atvs.is_empty() {
-            let atv = atvs.expect(der::SEQUENCE)?;
-            let mut r = atv.reader();
-            let oid = read_oid(&mut r)?;
-            let value = r.read()?;
-            r.finish()?;
-            if oid == oid::COMMON_NAME {
-                cns.push(der::string_lossy(value.tag, value.value));
-            } else {
-                other = true;
-            }
-        }
-    }
-    Ok((cns, other))
+#[derive(Sequence)]
+struct AttributeDer {
+    oid: ObjectIdentifier,
+    values: Any,
 }
 
-/// Reads `SEQUENCE OF Extension` (the content of extensionRequest or a certificate's [3]).
-/// The Extensions inside an optional explicit `[tag]` wrapper (a certificate's `[3]`, a
-/// CRL's `[0]`); none when the wrapper is absent.
-pub fn read_wrapped_extensions(r: &mut Reader<'_>, tag: u8) -> Result<Vec<CsrExtension>, DerError> {
-    match r.read_optional(tag)? {
-        Some(wrapper) => {
-            let mut wr = wrapper.reader();
-            let seq = wr.expect(der::SEQUENCE)?;
-            wr.finish()?;
-            read_extensions(&seq)
-        }
-        None => Ok(Vec::new()),
-    }
-}
-
-pub fn read_extensions(seq: &Tlv<'_>) -> Result<Vec<CsrExtension>, DerError> {
-    if seq.tag != der::SEQUENCE {
-        return Err(DerError("extensions are not a SEQUENCE"));
-    }
-    let mut out: Vec<CsrExtension> = Vec::new();
-    // Linear, not quadratic: a hostile 64 KiB request holds thousands of extensions.
-    let mut seen = std::collections::HashSet::new();
-    let mut r = seq.reader();
-    while !r.is_empty() {
-        let ext = r.expect(der::SEQUENCE)?;
-        let mut er = ext.reader();
-        let oid = read_oid(&mut er)?;
-        let critical = match er.read_optional(der::BOOLEAN)? {
-            Some(b) => b.value.first().is_some_and(|v| *v != 0),
-            None => false,
-        };
-        let value = er.expect(der::OCTET_STRING)?;
-        er.finish()?;
-        // Two values for one extension would let a policy check one and the signer copy
-        // the other; RFC 5280 forbids it, so refuse rather than pick one.
-        if !seen.insert(oid.clone()) {
-            return Err(DerError("the same extension appears twice"));
-        }
-        out.push(CsrExtension {
-            oid,
-            critical,
-            value: value.value.to_vec(),
-        });
+/// The elements of a constructed value (a SET's contents), each as `T`.
+fn elements<'a, T: Decode<'a>>(value: &'a Any, what: &'static str) -> Result<Vec<T>, CsrError> {
+    let mut reader = SliceReader::new(value.value()).map_err(malformed(what))?;
+    let mut out = Vec::new();
+    while !reader.is_finished() {
+        out.push(T::decode(&mut reader).map_err(malformed(what))?);
     }
     Ok(out)
 }
@@ -379,13 +326,12 @@ pub struct Csr {
     version: u64,
     subject_cns: Vec<String>,
     subject_other: bool,
-    spki: Vec<u8>,
     key: PublicKeyKind,
     challenge: Option<(String, StringKind)>,
     extensions: Vec<CsrExtension>,
     custom: Vec<(String, String)>,
     signature_algorithm: String,
-    signature_params: Option<Vec<u8>>,
+    signature_params: Option<Any>,
     signature: Vec<u8>,
 }
 
@@ -413,7 +359,7 @@ impl Csr {
         if input.len() > MAX_CSR_BYTES {
             return Err(CsrError::TooLarge { size: input.len() });
         }
-        let der = if input.first() == Some(&der::SEQUENCE) {
+        let der = if input.first() == Some(&0x30) {
             input.to_vec()
         } else {
             pem_csr_der(input)?
@@ -422,63 +368,64 @@ impl Csr {
     }
 
     fn parse_der(der: Vec<u8>) -> Result<Csr, CsrError> {
-        let mut top = Reader::new(&der);
-        let outer = top.expect(der::SEQUENCE)?;
-        if !top.is_empty() {
+        let outer = CertReqDer::from_der(&der).map_err(malformed("certificate request"))?;
+        if outer.info.tag() != Tag::Sequence {
             return Err(CsrError::Malformed(
-                "unexpected data after the certificate request".to_string(),
+                "CertificationRequestInfo is not a SEQUENCE".into(),
             ));
         }
-        let mut r = outer.reader();
-        let info = r.expect(der::SEQUENCE)?;
-        let sig_alg = r.expect(der::SEQUENCE)?;
-        let sig = r.expect(der::BIT_STRING)?;
-        r.finish()?;
-
-        let mut ir = info.reader();
-        let version = ir.expect(der::INTEGER)?.as_u64()?;
-        if version != 0 && version != 2 {
-            return Err(CsrError::UnsupportedVersion(version));
+        let info_der = outer.info.to_der().map_err(malformed("request info"))?;
+        let info = CertReqInfoDer::from_der(&info_der).map_err(malformed("request info"))?;
+        if info.version != 0 && info.version != 2 {
+            return Err(CsrError::UnsupportedVersion(info.version));
         }
-        let subject = ir.expect(der::SEQUENCE)?;
-        let spki = ir.expect(der::SEQUENCE)?;
-        // Some encoders omit an empty attribute set; treat it as empty.
-        let attributes = ir.read_optional(der::context_constructed(0))?;
-        ir.finish()?;
-
-        let (subject_cns, subject_other) = read_name(&subject)?;
-        let key = PublicKeyKind::from_spki(spki.raw)?;
+        if info.subject.tag() != Tag::Sequence {
+            return Err(CsrError::Malformed("subject is not a SEQUENCE".into()));
+        }
+        let (subject_cns, subject_other) = read_subject(&info.subject)?;
+        let key = PublicKeyKind::from_parsed(&info.public_key)?;
 
         let mut challenge = None;
         let mut extensions = Vec::new();
         let mut extension_oids = std::collections::HashSet::new();
+        let mut attribute_oids = std::collections::HashSet::new();
         let mut custom = Vec::new();
-        let mut attrs = attributes.map(|a| a.reader()).unwrap_or(Reader::new(&[]));
-        while !attrs.is_empty() {
-            let attr = attrs.expect(der::SEQUENCE)?;
-            let mut ar = attr.reader();
-            let oid = read_oid(&mut ar)?;
-            let values = ar.expect(der::SET)?;
-            ar.finish()?;
-            let mut vr = values.reader();
+        for attr in info.attributes.iter().flatten() {
+            let oid = attr.oid.to_string();
+            if attr.values.tag() != Tag::Set {
+                return Err(CsrError::Malformed(format!(
+                    "attribute {oid}: values are not a SET"
+                )));
+            }
+            // One attribute twice is as ambiguous as one extension twice: refuse it.
+            if !attribute_oids.insert(attr.oid) {
+                return Err(CsrError::Malformed(match oid.as_str() {
+                    oid::CHALLENGE_PASSWORD => "more than one challengePassword".to_string(),
+                    _ => format!("attribute {oid} appears twice"),
+                }));
+            }
+            let values: Vec<Any> = elements(&attr.values, "attribute values")?;
             match oid.as_str() {
                 oid::CHALLENGE_PASSWORD => {
-                    let v = vr.read()?;
                     // The password is the build token: an ambiguous one must not reach policy.
-                    if !vr.is_empty() || challenge.is_some() {
+                    let [v] = values.as_slice() else {
                         return Err(CsrError::Malformed(
                             "more than one challengePassword".to_string(),
                         ));
+                    };
+                    if !x509::is_string_tag(v.tag()) {
+                        return Err(CsrError::Malformed(format!(
+                            "challengePassword is written as {}, not a string",
+                            v.tag()
+                        )));
                     }
-                    challenge = Some((
-                        der::string_lossy(v.tag, v.value),
-                        StringKind::from_tag(v.tag),
-                    ));
+                    challenge = Some((x509::string_lossy(v), StringKind::from_tag(v.tag())));
                 }
                 oid::EXTENSION_REQUEST | oid::MS_EXTENSION_REQUEST => {
-                    while !vr.is_empty() {
-                        let seq = vr.read()?;
-                        for ext in read_extensions(&seq)? {
+                    for v in &values {
+                        let list: Extensions =
+                            v.decode_as().map_err(malformed("extensionRequest"))?;
+                        for ext in x509::extensions(Some(&list))? {
                             if !extension_oids.insert(ext.oid.clone()) {
                                 return Err(CsrError::Malformed(format!(
                                     "extension {} is requested twice",
@@ -490,12 +437,14 @@ impl Csr {
                     }
                 }
                 _ => {
-                    while !vr.is_empty() {
-                        let v = vr.read()?;
-                        let text = if der::is_string_tag(v.tag) {
-                            der::string_lossy(v.tag, v.value)
+                    for v in &values {
+                        let text = if x509::is_string_tag(v.tag()) {
+                            x509::string_lossy(v)
                         } else {
-                            format!("#{}", der::hex(v.raw))
+                            format!(
+                                "#{}",
+                                x509::hex(&v.to_der().map_err(malformed("attribute"))?)
+                            )
                         };
                         custom.push((oid.clone(), text));
                     }
@@ -503,31 +452,23 @@ impl Csr {
             }
         }
 
-        let mut sr = sig_alg.reader();
-        let signature_algorithm = read_oid(&mut sr)?;
-        let signature_params = if sr.is_empty() {
-            None
-        } else {
-            Some(sr.read()?.raw.to_vec())
-        };
-        sr.finish()?;
-        let signature = sig.bit_string_bytes()?.to_vec();
-        let info = info.raw.to_vec();
-        let spki = spki.raw.to_vec();
-
+        let signature = outer
+            .signature
+            .as_bytes()
+            .ok_or_else(|| CsrError::Malformed("signature BIT STRING has unused bits".into()))?
+            .to_vec();
         Ok(Csr {
             der,
-            info,
-            version,
+            info: info_der,
+            version: info.version,
             subject_cns,
             subject_other,
-            spki,
             key,
             challenge,
             extensions,
             custom,
-            signature_algorithm,
-            signature_params,
+            signature_algorithm: outer.algorithm.oid.to_string(),
+            signature_params: outer.algorithm.parameters,
             signature,
         })
     }
@@ -538,7 +479,7 @@ impl Csr {
 
     /// The CSR as PEM, as puppetserver stores and serves it.
     pub fn to_pem(&self) -> String {
-        pem::encode("CERTIFICATE REQUEST", &self.der)
+        x509::pem_encode("CERTIFICATE REQUEST", &self.der)
     }
 
     pub fn version(&self) -> u64 {
@@ -553,8 +494,9 @@ impl Csr {
         self.subject_other
     }
 
-    pub fn public_key_spki_der(&self) -> &[u8] {
-        &self.spki
+    /// The SubjectPublicKeyInfo to certify, re-encoded from the parsed key.
+    pub fn public_key_spki_der(&self) -> Result<Vec<u8>, X509Error> {
+        self.key.to_spki_der()
     }
 
     pub fn public_key(&self) -> &PublicKeyKind {
@@ -583,7 +525,7 @@ impl Csr {
             .iter()
             .find(|e| e.oid == oid::SUBJECT_ALT_NAME)
         {
-            Some(ext) => parse_general_names(&ext.value)
+            Some(ext) => x509::general_names(&ext.value)
                 .map_err(|e| CsrError::Malformed(format!("subjectAltName extension: {e}"))),
             None => Ok(Vec::new()),
         }
@@ -595,7 +537,7 @@ impl Csr {
         let (alg, key) = verifier_for(
             &self.key,
             &self.signature_algorithm,
-            self.signature_params.as_deref(),
+            self.signature_params.as_ref(),
         )
         .map_err(CsrError::UnsupportedAlgorithm)?;
         UnparsedPublicKey::new(alg, key)
@@ -608,14 +550,47 @@ impl Csr {
     }
 }
 
+/// The subject's CNs (strictly typed: see [`CnStrictness::Request`]) and whether it holds
+/// anything else. RDNs are read one element at a time (linear in the element count).
+fn read_subject(subject: &Any) -> Result<(Vec<String>, bool), CsrError> {
+    let rdns: Vec<Any> = elements(subject, "subject")?;
+    let mut atvs = Vec::new();
+    for rdn in &rdns {
+        if rdn.tag() != Tag::Set {
+            return Err(CsrError::Malformed("subject RDN is not a SET".into()));
+        }
+        let inner: Vec<AttributeTypeAndValue> = elements(rdn, "subject attribute")?;
+        if inner.is_empty() {
+            return Err(CsrError::Malformed("subject RDN is empty".into()));
+        }
+        atvs.extend(inner);
+    }
+    let cn = x509::oid_of(oid::COMMON_NAME)?;
+    let mut cns = Vec::new();
+    let mut other = false;
+    for atv in atvs {
+        if atv.oid == cn {
+            let one = x509_cert::name::RdnSequence(vec![
+                x509_cert::name::RelativeDistinguishedName::try_from(vec![atv])
+                    .map_err(malformed("subject"))?,
+            ]);
+            let (mut found, _) = x509::common_names(&one, CnStrictness::Request)?;
+            cns.append(&mut found);
+        } else {
+            other = true;
+        }
+    }
+    Ok((cns, other))
+}
+
 /// The one place that decides which signatures the service accepts, for CSRs,
 /// certificates and CRLs alike: RSA PKCS#1 v1.5 with SHA-256/384/512 on keys of at least
 /// 2048 bits, and ECDSA on P-256/P-384. Returns the aws-lc-rs algorithm and the key bytes
-/// it verifies with; `params` are the raw AlgorithmIdentifier parameters, if any.
+/// it verifies with; `params` are the AlgorithmIdentifier parameters, if any.
 pub fn verifier_for<'k>(
     key: &'k PublicKeyKind,
     sig_oid: &str,
-    params: Option<&[u8]>,
+    params: Option<&Any>,
 ) -> Result<(&'static dyn VerificationAlgorithm, &'k [u8]), String> {
     match (key, sig_oid) {
         (_, oid::SHA1_RSA | oid::ECDSA_SHA1) => Err("SHA-1 signatures (use SHA-256)".into()),
@@ -626,7 +601,7 @@ pub fn verifier_for<'k>(
         }
         (PublicKeyKind::Rsa { der, .. }, oid::SHA256_RSA | oid::SHA384_RSA | oid::SHA512_RSA) => {
             // RFC 4055: parameters are NULL or absent; anything else is not this algorithm.
-            if !matches!(params, None | Some([der::NULL, 0])) {
+            if !is_null_or_absent(params) {
                 return Err("RSA signature with unexpected parameters".into());
             }
             let alg: &'static dyn VerificationAlgorithm = match sig_oid {
@@ -671,7 +646,7 @@ pub fn verifier_for<'k>(
 fn pem_csr_der(input: &[u8]) -> Result<Vec<u8>, CsrError> {
     let text = std::str::from_utf8(input)
         .map_err(|_| CsrError::Malformed("neither DER nor PEM text (not UTF-8)".to_string()))?;
-    let blocks = pem::decode_all(text).map_err(|e| CsrError::Malformed(e.to_string()))?;
+    let blocks = x509::pem_blocks(text)?;
     let mut csrs = blocks
         .iter()
         .filter(|(label, _)| label == "CERTIFICATE REQUEST" || label == "NEW CERTIFICATE REQUEST");
@@ -707,6 +682,7 @@ pub fn fingerprint(alg: &'static digest::Algorithm, der: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ca::rawder;
     use crate::ca::testutil::{openssl, TempDir};
 
     const PP_UUID: &str = "1.3.6.1.4.1.34380.1.1.1";
@@ -757,8 +733,9 @@ mod tests {
     }
 
     fn rewrap(pem_text: &[u8], width: usize) -> Vec<u8> {
-        let blocks = pem::decode_all(std::str::from_utf8(pem_text).unwrap()).unwrap();
-        let b64 = pem::base64_encode(&blocks[0].1);
+        let blocks = x509::pem_blocks(std::str::from_utf8(pem_text).unwrap()).unwrap();
+        let pem = x509::pem_encode("CERTIFICATE REQUEST", &blocks[0].1);
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
         let lines: Vec<&str> = b64
             .as_bytes()
             .chunks(width)
@@ -791,7 +768,7 @@ mod tests {
         );
         let pp = csr.extensions().iter().find(|e| e.oid == PP_UUID).unwrap();
         assert!(!pp.critical);
-        assert_eq!(pp.value, der::utf8_string("abc"));
+        assert_eq!(pp.value, rawder::utf8_string("abc"));
         assert_eq!(pp.string_value().as_deref(), Some("abc"));
         csr.verify_signature().unwrap();
         assert_eq!(csr.fingerprint_sha256().len(), 32 * 3 - 1);
@@ -820,18 +797,18 @@ mod tests {
             assert_eq!(Csr::parse(&rewrap(pem_bytes, width)).unwrap(), csr);
         }
         assert_eq!(Csr::parse(csr.der()).unwrap(), csr);
-        let new_label = pem::encode("NEW CERTIFICATE REQUEST", csr.der());
+        let new_label = x509::pem_encode("NEW CERTIFICATE REQUEST", csr.der());
         assert_eq!(Csr::parse(new_label.as_bytes()).unwrap(), csr);
 
         // Rejections.
-        let wrong = pem::encode("CERTIFICATE", csr.der());
+        let wrong = x509::pem_encode("CERTIFICATE", csr.der());
         assert_eq!(
             Csr::parse(wrong.as_bytes()),
             Err(CsrError::WrongPemLabel("CERTIFICATE".into()))
         );
         let truncated = &csr.der()[..csr.der().len() / 2];
         assert!(matches!(Csr::parse(truncated), Err(CsrError::Malformed(_))));
-        let truncated_pem = pem::encode("CERTIFICATE REQUEST", truncated);
+        let truncated_pem = x509::pem_encode("CERTIFICATE REQUEST", truncated);
         assert!(matches!(
             Csr::parse(truncated_pem.as_bytes()),
             Err(CsrError::Malformed(_))
@@ -953,23 +930,29 @@ mod tests {
     fn puppet_style_custom_attributes_are_read_leniently() {
         // Hand-built info: PrintableString with '_' in a custom attribute, version 2, no
         // signature check needed to read it.
-        let name = der::seq(&[&der::set(&[&der::seq(&[
-            &der::oid(oid::COMMON_NAME),
-            &der::utf8_string("node1"),
+        let name = rawder::seq(&[&rawder::set(&[&rawder::seq(&[
+            &rawder::oid(oid::COMMON_NAME),
+            &rawder::utf8_string("node1"),
         ])])]);
-        let spki = der::seq(&[
-            &der::seq(&[&der::oid(oid::EC_PUBLIC_KEY), &der::oid(oid::P256)]),
-            &der::bit_string(&[4; 65]),
+        let spki = rawder::seq(&[
+            &rawder::seq(&[&rawder::oid(oid::EC_PUBLIC_KEY), &rawder::oid(oid::P256)]),
+            &rawder::bit_string(&[4; 65]),
         ]);
-        let attr = der::seq(&[
-            &der::oid("1.3.6.1.4.1.34380.1.2.1.1"),
-            &der::set(&[&der::printable_string("my_value")]),
+        let attr = rawder::seq(&[
+            &rawder::oid("1.3.6.1.4.1.34380.1.2.1.1"),
+            &rawder::set(&[&rawder::tlv(
+                rawder::PRINTABLE_STRING,
+                "my_value".as_bytes(),
+            )]),
         ]);
-        let odd = der::seq(&[&der::oid("1.2.3.4"), &der::set(&[&der::integer_u64(5)])]);
-        let attrs = der::set_with_tag(0xa0, &[&attr, &odd]);
-        let info = der::seq(&[&der::integer_u64(2), &name, &spki, &attrs]);
-        let sig_alg = der::seq(&[&der::oid(oid::ECDSA_SHA256)]);
-        let csr_der = der::seq(&[&info, &sig_alg, &der::bit_string(&[0x30, 0x00])]);
+        let odd = rawder::seq(&[
+            &rawder::oid("1.2.3.4"),
+            &rawder::set(&[&rawder::integer_u64(5)]),
+        ]);
+        let attrs = rawder::tlv(0xa0, &[odd.as_slice(), &attr].concat());
+        let info = rawder::seq(&[&rawder::integer_u64(2), &name, &spki, &attrs]);
+        let sig_alg = rawder::seq(&[&rawder::oid(oid::ECDSA_SHA256)]);
+        let csr_der = rawder::seq(&[&info, &sig_alg, &rawder::bit_string(&[0x30, 0x00])]);
         let csr = Csr::parse(&csr_der).unwrap();
         assert_eq!(csr.version(), 2);
         assert_eq!(csr.challenge_password(), None);
@@ -985,32 +968,32 @@ mod tests {
         );
         assert_eq!(csr.verify_signature(), Err(CsrError::BadSignature));
 
-        let v1 = der::seq(&[&der::integer_u64(1), &name, &spki]);
-        let bad = der::seq(&[&v1, &sig_alg, &der::bit_string(&[0x30, 0x00])]);
+        let v1 = rawder::seq(&[&rawder::integer_u64(1), &name, &spki]);
+        let bad = rawder::seq(&[&v1, &sig_alg, &rawder::bit_string(&[0x30, 0x00])]);
         assert_eq!(Csr::parse(&bad), Err(CsrError::UnsupportedVersion(1)));
     }
 
     #[test]
     fn duplicate_challenge_password_is_malformed() {
-        let name = der::seq(&[]);
-        let spki = der::seq(&[
-            &der::seq(&[&der::oid(oid::EC_PUBLIC_KEY), &der::oid(oid::P256)]),
-            &der::bit_string(&[4; 65]),
+        let name = rawder::seq(&[]);
+        let spki = rawder::seq(&[
+            &rawder::seq(&[&rawder::oid(oid::EC_PUBLIC_KEY), &rawder::oid(oid::P256)]),
+            &rawder::bit_string(&[4; 65]),
         ]);
-        let cp = der::seq(&[
-            &der::oid(oid::CHALLENGE_PASSWORD),
-            &der::set(&[&der::utf8_string("a"), &der::utf8_string("b")]),
+        let cp = rawder::seq(&[
+            &rawder::oid(oid::CHALLENGE_PASSWORD),
+            &rawder::set(&[&rawder::utf8_string("a"), &rawder::utf8_string("b")]),
         ]);
-        let info = der::seq(&[
-            &der::integer_u64(0),
+        let info = rawder::seq(&[
+            &rawder::integer_u64(0),
             &name,
             &spki,
-            &der::set_with_tag(0xa0, &[&cp]),
+            &rawder::tlv(0xa0, &cp),
         ]);
-        let csr = der::seq(&[
+        let csr = rawder::seq(&[
             &info,
-            &der::seq(&[&der::oid(oid::ECDSA_SHA256)]),
-            &der::bit_string(&[0]),
+            &rawder::seq(&[&rawder::oid(oid::ECDSA_SHA256)]),
+            &rawder::bit_string(&[0]),
         ]);
         assert!(matches!(Csr::parse(&csr), Err(CsrError::Malformed(_))));
     }
@@ -1023,5 +1006,224 @@ mod tests {
         );
         assert!(matches!(Csr::parse(b"hello"), Err(CsrError::Malformed(_))));
         assert!(matches!(Csr::parse(b""), Err(CsrError::Malformed(_))));
+    }
+
+    /// A CSR assembled by hand from its parts and signed with a real key, so a test can
+    /// put one hostile encoding in one place and keep everything else valid.
+    struct Parts {
+        version: Vec<u8>,
+        subject: Vec<u8>,
+        spki: Vec<u8>,
+        attributes: Vec<u8>,
+        sig_alg: Vec<u8>,
+    }
+
+    fn cn(tag: u8, value: &[u8]) -> Vec<u8> {
+        rawder::seq(&[&rawder::set(&[&rawder::seq(&[
+            &rawder::oid(oid::COMMON_NAME),
+            &rawder::tlv(tag, value),
+        ])])])
+    }
+
+    fn ext_request(exts: &[&[u8]]) -> Vec<u8> {
+        rawder::seq(&[
+            &rawder::oid(oid::EXTENSION_REQUEST),
+            &rawder::set(&[&rawder::seq(exts)]),
+        ])
+    }
+
+    fn pp_ext(oid: &str, critical: Option<&[u8]>, value: &str) -> Vec<u8> {
+        let value = rawder::octet_string(&rawder::utf8_string(value));
+        match critical {
+            Some(flag) => rawder::seq(&[&rawder::oid(oid), flag, &value]),
+            None => rawder::seq(&[&rawder::oid(oid), &value]),
+        }
+    }
+
+    impl Parts {
+        fn new(key: &crate::ca::signer::SoftwareKey) -> Parts {
+            use crate::ca::signer::Signer;
+            Parts {
+                version: rawder::integer_u64(0),
+                subject: cn(rawder::UTF8_STRING, b"node1.example.com"),
+                spki: key.spki_der().to_vec(),
+                attributes: rawder::tlv(0xa0, &[]),
+                sig_alg: key.signature_algorithm_der(),
+            }
+        }
+
+        fn info(&self) -> Vec<u8> {
+            rawder::seq(&[&self.version, &self.subject, &self.spki, &self.attributes])
+        }
+
+        fn signed(&self, key: &crate::ca::signer::SoftwareKey) -> Vec<u8> {
+            use crate::ca::signer::Signer;
+            let info = self.info();
+            let sig = key.sign(&info).unwrap();
+            rawder::seq(&[&info, &self.sig_alg, &rawder::bit_string(&sig)])
+        }
+    }
+
+    fn refused(der: &[u8], why: &str) {
+        match Csr::parse(der) {
+            Err(CsrError::Malformed(m)) => assert!(
+                m.to_lowercase().contains(&why.to_lowercase()),
+                "expected a reason mentioning {why:?}, got {m:?}"
+            ),
+            other => panic!("expected Malformed({why:?}), got {other:?}"),
+        }
+    }
+
+    /// Rewrites the outermost length as `0x80|n` followed by n bytes with leading zeros:
+    /// the same value, non-minimally encoded.
+    fn non_minimal_outer_length(der: &[u8]) -> Vec<u8> {
+        let (len_bytes, rest) = match der[1] {
+            b if b < 0x80 => (vec![b], &der[2..]),
+            b => {
+                let n = usize::from(b & 0x7f);
+                (der[2..2 + n].to_vec(), &der[2 + n..])
+            }
+        };
+        let mut out = vec![der[0], 0x80 | (len_bytes.len() as u8 + 1), 0];
+        out.extend_from_slice(&len_bytes);
+        out.extend_from_slice(rest);
+        out
+    }
+
+    #[test]
+    fn hostile_encodings_are_refused_with_a_reason() {
+        use crate::ca::signer::{KeyAlgorithm, SoftwareKey};
+        let key = SoftwareKey::generate(KeyAlgorithm::EcP256).unwrap();
+        let good = Parts::new(&key).signed(&key);
+        let csr = Csr::parse(&good).unwrap();
+        csr.verify_signature().unwrap();
+        assert_eq!(csr.subject_common_names(), vec!["node1.example.com"]);
+
+        // Trailing bytes after the request.
+        let mut trailing = good.clone();
+        trailing.push(0);
+        refused(&trailing, "trailing");
+
+        // The same request with a non-minimal outer length.
+        refused(&non_minimal_outer_length(&good), "");
+        assert!(Csr::parse(&non_minimal_outer_length(&good)).is_err());
+
+        // Indefinite length (BER, never DER).
+        let inner = &good[4..];
+        let mut indefinite = vec![0x30, 0x80];
+        indefinite.extend_from_slice(inner);
+        indefinite.extend_from_slice(&[0, 0]);
+        assert!(matches!(
+            Csr::parse(&indefinite),
+            Err(CsrError::Malformed(_))
+        ));
+
+        // A version INTEGER with a redundant leading zero.
+        let mut p = Parts::new(&key);
+        p.version = vec![rawder::INTEGER, 2, 0, 0];
+        assert!(matches!(
+            Csr::parse(&p.signed(&key)),
+            Err(CsrError::Malformed(_))
+        ));
+
+        // Wrong string tags in the CN: IA5String, T61String, BMPString, an INTEGER.
+        for tag in [rawder::IA5_STRING, 0x14, 0x1e, rawder::INTEGER] {
+            let mut p = Parts::new(&key);
+            p.subject = cn(tag, b"node1");
+            refused(&p.signed(&key), "CN");
+        }
+        // A PrintableString CN is read (Puppet is sloppy about `_`), a UTF8String CN
+        // holding invalid UTF-8 is not.
+        let mut p = Parts::new(&key);
+        p.subject = cn(rawder::PRINTABLE_STRING, b"node_1");
+        assert_eq!(
+            Csr::parse(&p.signed(&key)).unwrap().subject_common_names(),
+            vec!["node_1"]
+        );
+        p.subject = cn(rawder::UTF8_STRING, &[0x6e, 0xff, 0xfe]);
+        refused(&p.signed(&key), "CN");
+
+        // The same extension twice, in one extensionRequest and across two.
+        let uuid = pp_ext(PP_UUID, None, "a");
+        let uuid2 = pp_ext(PP_UUID, None, "b");
+        let mut p = Parts::new(&key);
+        p.attributes = rawder::tlv(0xa0, &ext_request(&[&uuid, &uuid2]));
+        refused(&p.signed(&key), "twice");
+        let ms = rawder::seq(&[
+            &rawder::oid(oid::MS_EXTENSION_REQUEST),
+            &rawder::set(&[&rawder::seq(&[&uuid2])]),
+        ]);
+        p.attributes = rawder::tlv(0xa0, &[ext_request(&[&uuid]), ms].concat());
+        refused(&p.signed(&key), "twice");
+
+        // A loose BOOLEAN (0x01 for TRUE) and an explicit DEFAULT FALSE.
+        let loose = pp_ext(PP_UUID, Some(&[rawder::BOOLEAN, 1, 1]), "a");
+        p.attributes = rawder::tlv(0xa0, &ext_request(&[&loose]));
+        assert!(matches!(
+            Csr::parse(&p.signed(&key)),
+            Err(CsrError::Malformed(_))
+        ));
+        let strict = pp_ext(PP_UUID, Some(&[rawder::BOOLEAN, 1, 0xff]), "a");
+        p.attributes = rawder::tlv(0xa0, &ext_request(&[&strict]));
+        let parsed = Csr::parse(&p.signed(&key)).unwrap();
+        assert!(parsed.extensions()[0].critical);
+
+        // An AlgorithmIdentifier with an extra element.
+        let mut p = Parts::new(&key);
+        p.sig_alg = rawder::seq(&[
+            &rawder::oid(oid::ECDSA_SHA256),
+            &[0x05, 0x00],
+            &[0x05, 0x00],
+        ]);
+        assert!(matches!(
+            Csr::parse(&p.signed(&key)),
+            Err(CsrError::Malformed(_))
+        ));
+
+        // The same attribute twice.
+        let custom = rawder::seq(&[
+            &rawder::oid("1.3.6.1.4.1.34380.1.2.1.1"),
+            &rawder::set(&[&rawder::utf8_string("x")]),
+        ]);
+        let mut p = Parts::new(&key);
+        p.attributes = rawder::tlv(0xa0, &[custom.clone(), custom].concat());
+        refused(&p.signed(&key), "twice");
+    }
+
+    #[test]
+    fn the_certified_key_is_written_anew_from_the_parsed_key() {
+        use crate::ca::signer::{KeyAlgorithm, Signer, SoftwareKey};
+        let key = SoftwareKey::generate(KeyAlgorithm::Rsa2048).unwrap();
+        // rsaEncryption without its NULL parameters: the key is the same, the bytes are
+        // the requester's choice. What we certify is the canonical form.
+        let spki = spki::SubjectPublicKeyInfoOwned::from_der(key.spki_der()).unwrap();
+        let loose = rawder::seq(&[
+            &rawder::seq(&[&rawder::oid(oid::RSA_ENCRYPTION)]),
+            &rawder::bit_string(spki.subject_public_key.raw_bytes()),
+        ]);
+        let mut p = Parts::new(&key);
+        p.spki = loose.clone();
+        let csr = Csr::parse(&p.signed(&key)).unwrap();
+        csr.verify_signature().unwrap();
+        let certified = csr.public_key_spki_der().unwrap();
+        assert_ne!(certified, loose);
+        assert_eq!(certified, key.spki_der());
+
+        // An RSA key whose modulus INTEGER carries a redundant leading zero is refused.
+        let rsa = RsaPublicKey::from_der(spki.subject_public_key.raw_bytes()).unwrap();
+        let mut modulus = vec![0, 0];
+        modulus.extend_from_slice(rsa.modulus.as_bytes());
+        let bad_key = rawder::seq(&[
+            &rawder::tlv(rawder::INTEGER, &modulus),
+            &rawder::tlv(rawder::INTEGER, rsa.public_exponent.as_bytes()),
+        ]);
+        p.spki = rawder::seq(&[
+            &rawder::seq(&[&rawder::oid(oid::RSA_ENCRYPTION), &[0x05, 0x00]]),
+            &rawder::bit_string(&bad_key),
+        ]);
+        assert!(matches!(
+            Csr::parse(&p.signed(&key)),
+            Err(CsrError::Malformed(_))
+        ));
     }
 }

@@ -157,9 +157,17 @@ pub fn check_request(
     let extensions = check_extensions(csr, rules.auth_extensions)?;
     let extra_alt_names = check_alt_names(csr, &certname, rules.alt_names)?;
     check_reserved(&certname, &extra_alt_names, rules)?;
+    // Written anew from the parsed key: what we certify holds no byte the requester chose
+    // beyond the key itself.
+    let public_key = csr.public_key_spki_der().map_err(|e| {
+        Rejection::new(
+            Reason::UnsupportedAlgorithm,
+            format!("the request's public key cannot be certified: {e}"),
+        )
+    })?;
     Ok(CheckedRequest {
         challenge_password: csr.challenge_password().map(|(value, _)| value),
-        public_key: csr.public_key_spki_der().to_vec(),
+        public_key,
         certname,
         extra_alt_names,
         extensions,

@@ -229,7 +229,7 @@ fn private_key(pem: &str) -> Result<PrivateKeyDer<'static>, String> {
     let pkcs8 = key
         .to_pkcs8_pem()
         .map_err(|e| format!("service key: {e}"))?;
-    let der = crate::pem::decode_all(&pkcs8)
+    let der = crate::x509::pem_blocks(&pkcs8)
         .map_err(|e| e.to_string())?
         .into_iter()
         .next()
@@ -276,7 +276,5 @@ pub fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
 
 /// The value of a DER UTF8String (or other string type, read leniently).
 fn utf8_value(der: &[u8]) -> Option<String> {
-    let mut reader = crate::der::Reader::new(der);
-    let tlv = reader.read().ok()?;
-    String::from_utf8(tlv.value.to_vec()).ok()
+    crate::x509::string_value(der)
 }

@@ -16,9 +16,9 @@ use crate::ca::signer::{KeyAlgorithm, Signer, SoftwareKey};
 use crate::config::Config;
 use crate::domain::csr::GeneralName;
 use crate::domain::event::{Actor, NewEvent};
-use crate::pem;
 use crate::store::{CaCertificate, CaIdentity, Store};
 use crate::timefmt;
+use crate::x509;
 
 pub use crate::domain::certname::{LOCAL_CLIENT_CN, SERVICE_CN};
 pub use crate::http::tls::TlsMaterial;
@@ -132,7 +132,7 @@ pub async fn initialize(
     if !dir.ca_bundle().exists() {
         write_file(
             &dir.ca_bundle(),
-            pem::encode("CERTIFICATE", &ca_der).as_bytes(),
+            x509::pem_encode("CERTIFICATE", &ca_der).as_bytes(),
             0o644,
         )?;
     }
@@ -223,7 +223,7 @@ async fn ensure_ca(
             };
             say(&format!("generating the CA certificate '{}' in {}", config.ca.common_name, dir.ca_cert().display()));
             let der = issue::self_signed_ca(&key, &spec).map_err(|e| err("CA certificate", e))?;
-            write_file(&dir.ca_cert(), pem::encode("CERTIFICATE", &der).as_bytes(), 0o644)?;
+            write_file(&dir.ca_cert(), x509::pem_encode("CERTIFICATE", &der).as_bytes(), 0o644)?;
             Ok(Some(key))
         }
         (true, false) => Err(StateError(format!(
@@ -380,7 +380,7 @@ async fn issue_local_cert(
     let cert = CaCertificate {
         serial,
         certname: cn.to_string(),
-        cert_pem: pem::encode("CERTIFICATE", &der),
+        cert_pem: x509::pem_encode("CERTIFICATE", &der),
         fingerprint: crate::domain::csr::fingerprint_sha256(&der),
         not_before: now - DAY,
         not_after: now + LEAF_TTL,
@@ -406,7 +406,7 @@ async fn issue_local_cert(
     write_file(key_path, key_pem.as_bytes(), 0o600)?;
     write_file(
         cert_path,
-        pem::encode("CERTIFICATE", &der).as_bytes(),
+        x509::pem_encode("CERTIFICATE", &der).as_bytes(),
         0o644,
     )?;
     Ok(())
@@ -420,7 +420,7 @@ fn load_key(path: &Path) -> Result<SoftwareKey, StateError> {
 pub fn read_certs(path: &Path) -> Result<Vec<Vec<u8>>, StateError> {
     let text =
         fs::read_to_string(path).map_err(|e| err(&format!("cannot read {}", path.display()), e))?;
-    let certs: Vec<Vec<u8>> = pem::decode_all(&text)
+    let certs: Vec<Vec<u8>> = x509::pem_blocks(&text)
         .map_err(|e| err(&format!("{}", path.display()), e))?
         .into_iter()
         .filter(|(label, _)| label == "CERTIFICATE")

@@ -23,8 +23,8 @@ use crate::app::{App, AppError};
 use crate::ca::signer::Signer;
 use crate::domain::certname::Certname;
 use crate::domain::policy::{AltNameRule, AuthExtensionRule, SigningRules};
-use crate::pem;
 use crate::store::Store;
+use crate::x509;
 
 const DAY: i64 = 86_400;
 
@@ -77,7 +77,7 @@ impl Authority {
     ) -> Authority {
         let bundle_pem = bundle
             .iter()
-            .map(|d| pem::encode("CERTIFICATE", d))
+            .map(|d| x509::pem_encode("CERTIFICATE", d))
             .collect();
         Authority {
             store,

@@ -9,8 +9,8 @@ use crate::app::AppError;
 use crate::ca::crl::{build_crl, CrlReason, CrlSpec, RevokedEntry};
 use crate::domain::event::{Actor, NewEvent};
 use crate::metrics::METRICS;
-use crate::pem;
 use crate::timefmt;
+use crate::x509;
 
 /// How far a new CRL's thisUpdate is set back from the moment it is made, for clients
 /// whose clocks lag.
@@ -103,9 +103,9 @@ impl Authority {
     }
 
     fn crl_chain_pem(&self, ours: &[u8]) -> String {
-        let mut chain = pem::encode("X509 CRL", ours);
+        let mut chain = x509::pem_encode("X509 CRL", ours);
         for der in &self.parent_crls {
-            chain.push_str(&pem::encode("X509 CRL", der));
+            chain.push_str(&x509::pem_encode("X509 CRL", der));
         }
         chain
     }

@@ -20,9 +20,9 @@ use crate::domain::policy::{
     check_issue, check_request, AltNameRule, AuthExtensionRule, CheckedRequest, SigningRules,
 };
 use crate::metrics::METRICS;
-use crate::pem;
 use crate::store::CaCertificate;
 use crate::timefmt;
+use crate::x509;
 
 /// What a bulk signing did, in puppetserver 8's shape (`signed`, `no-csr`,
 /// `signing-errors`: certnames only).
@@ -247,7 +247,7 @@ impl Authority {
         let cert = CaCertificate {
             serial,
             certname: certname.to_string(),
-            cert_pem: pem::encode("CERTIFICATE", &der),
+            cert_pem: x509::pem_encode("CERTIFICATE", &der),
             fingerprint: fingerprint(&digest::SHA256, &der),
             not_before: now - DAY,
             not_after: now + ttl,

@@ -8,9 +8,9 @@ use crate::app::AppError;
 use crate::ca::issue::cert_info;
 use crate::domain::csr::{fingerprint, Csr, CsrExtension, GeneralName};
 use crate::oid::{in_arc, PP_AUTH_ARC};
-use crate::pem;
 use crate::store::{CaCertificate, CaRequest};
 use crate::timefmt;
+use crate::x509;
 
 /// The status object of puppetserver's certificate_status API, field for field.
 #[derive(Debug, Clone, Serialize)]
@@ -252,7 +252,7 @@ pub fn cert_status_json(cert: &CaCertificate) -> Option<String> {
 }
 
 fn cert_status(cert: &CaCertificate) -> Result<CertStatus, AppError> {
-    let der = pem::decode_all(&cert.cert_pem)
+    let der = x509::pem_blocks(&cert.cert_pem)
         .ok()
         .and_then(|blocks| blocks.into_iter().next())
         .map(|(_, der)| der)
