@@ -14,9 +14,9 @@ use autosign_proxy::ca::signer::{KeyAlgorithm, SoftwareKey};
 use autosign_proxy::config::Config;
 use autosign_proxy::domain::csr::StringKind;
 use autosign_proxy::domain::event::Actor;
-use autosign_proxy::pem;
 use autosign_proxy::startup;
 use autosign_proxy::startup::datadir::DataDir;
+use autosign_proxy::x509;
 
 pub struct Bench {
     pub port: u16,
@@ -138,7 +138,7 @@ impl Bench {
                                 version: 0,
                             };
                             let der = build_csr(key.as_ref(), &spec).expect("csr");
-                            (name, pem::encode("CERTIFICATE REQUEST", &der))
+                            (name, x509::pem_encode("CERTIFICATE REQUEST", &der))
                         })
                         .collect::<Vec<_>>()
                 })
@@ -174,7 +174,10 @@ pub fn plain_csrs(prefix: &str, count: usize, algorithm: KeyAlgorithm) -> Vec<(S
                 version: 0,
             };
             let der = build_csr(&key, &spec).expect("csr");
-            (name, pem::encode("CERTIFICATE REQUEST", &der).into_bytes())
+            (
+                name,
+                x509::pem_encode("CERTIFICATE REQUEST", &der).into_bytes(),
+            )
         })
         .collect()
 }

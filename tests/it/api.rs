@@ -4,13 +4,13 @@ use crate::client::Call;
 use crate::support::*;
 use autosign_proxy::ca::issue::{self, LeafSpec};
 use autosign_proxy::ca::signer::{KeyAlgorithm, Signer, SoftwareKey};
-use autosign_proxy::pem;
+use autosign_proxy::x509;
 
 /// A client certificate from the service's own CA, but with a CN nobody trusted.
 fn untrusted_cert(svc: &Service) -> (std::path::PathBuf, std::path::PathBuf) {
     let ca_key = SoftwareKey::load(&svc.dir.ca_key()).unwrap();
     let ca_pem = std::fs::read(svc.dir.ca_cert()).unwrap();
-    let ca_der = pem::decode_all(std::str::from_utf8(&ca_pem).unwrap())
+    let ca_der = x509::pem_blocks(std::str::from_utf8(&ca_pem).unwrap())
         .unwrap()
         .remove(0)
         .1;
@@ -32,7 +32,7 @@ fn untrusted_cert(svc: &Service) -> (std::path::PathBuf, std::path::PathBuf) {
     .unwrap();
     let dir = temp_dir("stranger");
     let (cert, keyf) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert, pem::encode("CERTIFICATE", &der)).unwrap();
+    std::fs::write(&cert, x509::pem_encode("CERTIFICATE", &der)).unwrap();
     std::fs::write(&keyf, key.to_pkcs8_pem().unwrap()).unwrap();
     (cert, keyf)
 }

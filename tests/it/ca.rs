@@ -735,7 +735,8 @@ fn quick_csr(name: &str) -> Vec<u8> {
         extensions: &[],
         version: 0,
     };
-    autosign_proxy::pem::encode("CERTIFICATE REQUEST", &build_csr(key, &spec).unwrap()).into_bytes()
+    autosign_proxy::x509::pem_encode("CERTIFICATE REQUEST", &build_csr(key, &spec).unwrap())
+        .into_bytes()
 }
 
 #[test]

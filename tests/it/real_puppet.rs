@@ -194,7 +194,7 @@ fn puppetserver_signs_only_what_autosign_proxy_approves() {
     assert_eq!(ours.status, 200);
     let theirs = std::fs::read(ps.ca_dir().join("signed/good.example.com.pem")).unwrap();
     let der = |pem: &[u8]| {
-        autosign_proxy::pem::decode_all(std::str::from_utf8(pem).unwrap())
+        autosign_proxy::x509::pem_blocks(std::str::from_utf8(pem).unwrap())
             .unwrap()
             .remove(0)
             .1

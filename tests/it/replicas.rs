@@ -650,7 +650,7 @@ fn thirty_two_requests_for_one_name_over_two_replicas_get_one_certificate() {
                     extensions: &[],
                     version: 0,
                 };
-                let csr = autosign_proxy::pem::encode(
+                let csr = autosign_proxy::x509::pem_encode(
                     "CERTIFICATE REQUEST",
                     &build_csr(&key, &spec).unwrap(),
                 );

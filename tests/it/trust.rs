@@ -502,7 +502,7 @@ fn own_key_csr(name: &str) -> Vec<u8> {
         extensions: &[],
         version: 0,
     };
-    autosign_proxy::pem::encode("CERTIFICATE REQUEST", &build_csr(&key, &spec).unwrap())
+    autosign_proxy::x509::pem_encode("CERTIFICATE REQUEST", &build_csr(&key, &spec).unwrap())
         .into_bytes()
 }
 
