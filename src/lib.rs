@@ -24,4 +24,5 @@ pub mod oid;
 pub mod pem;
 pub mod startup;
 pub mod store;
+pub mod time;
 pub mod timefmt;
