@@ -13,7 +13,7 @@ use aws_lc_rs::rand::SecureRandom;
 use super::{App, AppError};
 use crate::domain::event::{Actor, NewEvent};
 use crate::store::{OperatorRecord, OperatorSession};
-use crate::timefmt;
+use crate::time;
 
 /// A session ends after this long without a request (8 hours).
 pub const SESSION_IDLE_SECONDS: i64 = 8 * 3600;
@@ -157,7 +157,7 @@ impl App {
             )));
         }
         let hash = self.hash_password_blocking(password)?;
-        let now = timefmt::now();
+        let now = time::now();
         let record = OperatorRecord {
             name: name.to_string(),
             created_at: now,
@@ -175,7 +175,7 @@ impl App {
     }
 
     pub async fn remove_operator(&self, name: &str, actor: &Actor) -> Result<(), AppError> {
-        let event = NewEvent::new(timefmt::now(), kind::OPERATOR_REMOVED, actor)
+        let event = NewEvent::new(time::now(), kind::OPERATOR_REMOVED, actor)
             .message(format!("operator account '{name}' removed"));
         if self.store.remove_operator(name, event).await? {
             Ok(())
@@ -218,7 +218,7 @@ impl App {
         password: &str,
         address: &str,
     ) -> Result<NewSession, AppError> {
-        let now = timefmt::now();
+        let now = time::now();
         let username: String = username.chars().take(64).collect();
         let keys = [
             format!("account:{}", username.to_ascii_lowercase()),
@@ -276,7 +276,7 @@ impl App {
         address: &str,
     ) -> Result<NewSession, AppError> {
         let actor = actor_for(common_name, Some(address));
-        self.start_session(common_name, "certificate", &actor, timefmt::now())
+        self.start_session(common_name, "certificate", &actor, time::now())
             .await
     }
 
@@ -325,7 +325,7 @@ impl App {
         if cookie.len() != 64 || !cookie.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(None);
         }
-        let now = timefmt::now();
+        let now = time::now();
         let id_hash = sha256_hex(cookie);
         let Some(session) = self
             .store
@@ -356,7 +356,7 @@ impl App {
 
     /// End the session of this cookie.
     pub async fn sign_out(&self, cookie: &str, actor: &Actor) -> Result<(), AppError> {
-        let event = NewEvent::new(timefmt::now(), kind::SIGNED_OUT, actor)
+        let event = NewEvent::new(time::now(), kind::SIGNED_OUT, actor)
             .message("signed out of the operator's page");
         self.store.end_session(&sha256_hex(cookie), event).await?;
         Ok(())

@@ -21,7 +21,7 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use super::errors::PageError;
 use super::HttpState;
 use crate::app::{App, SignedIn};
-use crate::timefmt;
+use crate::time;
 
 /// The session cookie's name.
 const COOKIE: &str = "autosign_session";
@@ -259,15 +259,15 @@ pub fn csrf_field(operator: &SignedIn) -> Markup {
 
 /// A time as UTC text with how long ago (or until) it is.
 pub fn when(at: i64) -> Markup {
-    let now = timefmt::now();
+    let now = time::now();
     let delta = now - at;
     let relative = if delta >= 0 {
         format!("{} ago", span(delta))
     } else {
         format!("in {}", span(-delta))
     };
-    let text = timefmt::rfc3339(at).replace('T', " ").replace('Z', " UTC");
-    html! { time datetime=(timefmt::rfc3339(at)) title=(relative) { (text) } " " small.muted { "(" (relative) ")" } }
+    let text = time::rfc3339(at).replace('T', " ").replace('Z', " UTC");
+    html! { time datetime=(time::rfc3339(at)) title=(relative) { (text) } " " small.muted { "(" (relative) ")" } }
 }
 
 fn span(seconds: i64) -> String {
