@@ -119,11 +119,8 @@ pub fn delay_after(failures: u32) -> i64 {
     (1i64 << exponent).min(MAX_DELAY_SECONDS)
 }
 
-fn actor_for(name: &str, address: Option<&str>) -> Actor {
-    Actor::new(
-        format!("operator:{name}"),
-        address.map(|a| format!("from {a}")),
-    )
+fn actor_for(name: &str, request_id: Option<String>) -> Actor {
+    Actor::new(format!("operator:{name}"), request_id)
 }
 
 fn internal(e: impl fmt::Display) -> AppError {
@@ -211,12 +208,14 @@ impl App {
     }
 
     /// Sign in with a password. Failures are counted per account and per address, and
-    /// each failure beyond the first few doubles the wait before the next attempt.
+    /// each failure beyond the first few doubles the wait before the next attempt. The
+    /// events record the request's id.
     pub async fn sign_in(
         &self,
         username: &str,
         password: &str,
         address: &str,
+        request_id: Option<String>,
     ) -> Result<NewSession, AppError> {
         let now = time::now();
         let username: String = username.chars().take(64).collect();
@@ -245,7 +244,7 @@ impl App {
         })
         .await
         .map_err(internal)?;
-        let actor = actor_for(&username, Some(address));
+        let actor = actor_for(&username, request_id);
         if !(known && verified) {
             for key in &keys {
                 self.store
@@ -266,7 +265,8 @@ impl App {
         for key in &keys {
             self.store.clear_login_failures(key).await?;
         }
-        self.start_session(&username, "password", &actor, now).await
+        self.start_session(&username, "password", address, &actor, now)
+            .await
     }
 
     /// Sign in the holder of an admin client certificate, without a password.
@@ -274,9 +274,10 @@ impl App {
         &self,
         common_name: &str,
         address: &str,
+        request_id: Option<String>,
     ) -> Result<NewSession, AppError> {
-        let actor = actor_for(common_name, Some(address));
-        self.start_session(common_name, "certificate", &actor, time::now())
+        let actor = actor_for(common_name, request_id);
+        self.start_session(common_name, "certificate", address, &actor, time::now())
             .await
     }
 
@@ -284,6 +285,7 @@ impl App {
         &self,
         name: &str,
         via: &str,
+        address: &str,
         actor: &Actor,
         now: i64,
     ) -> Result<NewSession, AppError> {
@@ -298,8 +300,9 @@ impl App {
             created_at: now,
             last_seen: now,
         };
-        let event = NewEvent::new(now, kind::SIGNED_IN, actor)
-            .message(format!("signed in to the operator's page ({via})"));
+        let event = NewEvent::new(now, kind::SIGNED_IN, actor).message(format!(
+            "signed in to the operator's page ({via}) from {address}"
+        ));
         self.store
             .create_session(
                 &sha256_hex(&cookie),

@@ -84,13 +84,18 @@ impl FromRequest for Operator {
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let state = req.app_data::<web::Data<HttpState>>().cloned();
         let cookie = session_cookie(req);
+        let request_id = super::request_id(req);
         Box::pin(async move {
             let state = state.ok_or_else(|| PageError::Internal("HttpState missing".into()))?;
             let Some(cookie) = cookie else {
                 return Err(PageError::SignIn);
             };
             match state.app.session(&cookie).await? {
-                Some(signed_in) => Ok(Operator(signed_in)),
+                // What the operator does in this request is recorded with its id.
+                Some(mut signed_in) => {
+                    signed_in.actor.request_id = request_id;
+                    Ok(Operator(signed_in))
+                }
                 None => Err(PageError::SignIn),
             }
         })
