@@ -20,7 +20,7 @@ fn main() {
     let store = bench.store.clone();
     let actor = Actor::new("bench", Some("req".into()));
     let fill = Instant::now();
-    let now = autosign_proxy::timefmt::now();
+    let now = autosign_proxy::time::now();
     actix_web::rt::System::new().block_on(async {
         let mut pending = Vec::new();
         for i in 0..total {
@@ -57,7 +57,7 @@ fn main() {
     );
 
     let mut conn = bench.connect();
-    let since = autosign_proxy::timefmt::rfc3339(now - (total as i64) / 2);
+    let since = autosign_proxy::time::rfc3339(now - (total as i64) / 2);
     let pages = [
         ("newest page", "/api/v1/events?limit=100".to_string()),
         (

@@ -24,7 +24,7 @@ fn main() {
     let events = env("EVENTS", 1_000_000);
     let rounds = env("ROUNDS", 100);
     let bench = common::start("ui");
-    let now = autosign_proxy::timefmt::now();
+    let now = autosign_proxy::time::now();
 
     // Seed straight into the database, in one transaction.
     let fill = Instant::now();

@@ -22,5 +22,5 @@ pub mod notify;
 pub mod oid;
 pub mod startup;
 pub mod store;
-pub mod timefmt;
+pub mod time;
 pub mod x509;

@@ -19,7 +19,7 @@ use aws_lc_rs::hmac;
 use crate::config::WebhookConfig;
 use crate::metrics::METRICS;
 use crate::store::{Delivery, Store};
-use crate::timefmt;
+use crate::time;
 
 /// A configured receiver, ready to send.
 pub struct Webhook {
@@ -206,7 +206,7 @@ pub fn backoff(attempts: u32) -> i64 {
 /// outcome. A hanging receiver costs this task its timeout, never a decision.
 pub async fn run(store: Arc<dyn Store>, hooks: Arc<Vec<Webhook>>) {
     loop {
-        let now = timefmt::now();
+        let now = time::now();
         let batch = match store.claim_deliveries(now, 32, 120).await {
             Ok(batch) => batch,
             Err(e) => {
@@ -233,7 +233,7 @@ pub async fn run(store: Arc<dyn Store>, hooks: Arc<Vec<Webhook>>) {
             let outcome = match result {
                 Ok(()) => {
                     METRICS.webhook_delivered.fetch_add(1, Ordering::Relaxed);
-                    store.delivery_done(delivery.id, timefmt::now()).await
+                    store.delivery_done(delivery.id, time::now()).await
                 }
                 Err(error) => {
                     METRICS.webhook_failures.fetch_add(1, Ordering::Relaxed);
@@ -241,7 +241,7 @@ pub async fn run(store: Arc<dyn Store>, hooks: Arc<Vec<Webhook>>) {
                     store
                         .delivery_failed(
                             delivery.id,
-                            timefmt::now() + backoff(delivery.attempts),
+                            time::now() + backoff(delivery.attempts),
                             &error,
                         )
                         .await

@@ -20,7 +20,7 @@ use crate::domain::csr::{fingerprint, Csr};
 use crate::domain::event::{Actor, NewEvent};
 use crate::startup::datadir::{self, DataDir, LOCAL_CLIENT_CN, SERVICE_CN};
 use crate::store::{CaCertificate, CaImport, CaRequest, Revocation};
-use crate::timefmt;
+use crate::time;
 use crate::x509;
 
 /// What an import brought over.
@@ -101,7 +101,7 @@ pub async fn import_cadir(
             certname: certname.clone(),
             csr_pem: csr.to_pem(),
             fingerprint: csr.fingerprint_sha256(),
-            received_at: timefmt::now(),
+            received_at: time::now(),
             reason: Some("imported".into()),
             message: Some(format!(
                 "pending in {} when it was imported",
@@ -134,7 +134,7 @@ pub async fn import_cadir(
         next_serial: imported.next_serial,
         crl_number: own_crl.number.unwrap_or(0),
     };
-    let event = NewEvent::new(timefmt::now(), "ca_imported", actor)
+    let event = NewEvent::new(time::now(), "ca_imported", actor)
         .message(format!("CA imported from {}", cadir.display()))
         .details(serde_json::json!({
             "certificates": summary_counts.0,
@@ -152,7 +152,7 @@ pub async fn import_cadir(
     // The database is the imported CA's now: move the files in, keeping the old ones.
     let backup = dir
         .root
-        .join(format!("backup-before-import-{}", timefmt::now()));
+        .join(format!("backup-before-import-{}", time::now()));
     fs::create_dir_all(&backup).map_err(|e| e.to_string())?;
     dir.move_ca_files_to(&backup)?;
     fs::rename(&staged_key, dir.ca_key()).map_err(|e| e.to_string())?;

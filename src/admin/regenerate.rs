@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::config::Config;
 use crate::domain::event::{Actor, NewEvent};
 use crate::startup::datadir::{self, DataDir};
-use crate::timefmt;
+use crate::time;
 
 pub struct Regenerated {
     pub backup: PathBuf,
@@ -26,7 +26,7 @@ pub async fn regenerate(
     let store = crate::startup::open_store(config).await?;
     let backup = dir
         .root
-        .join(format!("backup-before-regenerate-{}", timefmt::now()));
+        .join(format!("backup-before-regenerate-{}", time::now()));
     fs::create_dir_all(&backup).map_err(|e| format!("cannot create {}: {e}", backup.display()))?;
     say(&format!(
         "[1/4] backing up the database to {}",
@@ -39,7 +39,7 @@ pub async fn regenerate(
     say("[2/4] moving the old CA and TLS files into the backup");
     dir.move_ca_files_to(&backup)?;
     say("[3/4] forgetting the old CA's certificates and requests (tokens, allow-list and events stay)");
-    let event = NewEvent::new(timefmt::now(), "ca_regenerated", actor)
+    let event = NewEvent::new(time::now(), "ca_regenerated", actor)
         .message(format!("CA regenerated; old state in {}", backup.display()));
     let hosts = store.ca_reset(event).await.map_err(|e| e.to_string())?;
     say("[4/4] creating the new CA and the service's certificates");

@@ -6,7 +6,7 @@ use super::{App, AppError};
 use crate::domain::allowlist::{parse_autosign_conf, AllowEntry, AllowRecord, SkippedLine};
 use crate::domain::event::{kind, Actor, NewEvent};
 use crate::domain::token::AltName;
-use crate::timefmt;
+use crate::time;
 
 /// What an autosign.conf import did, line by line.
 #[derive(Debug, Serialize)]
@@ -43,7 +43,7 @@ impl App {
     ) -> Result<bool, AppError> {
         let entry = AllowEntry::parse(pattern).map_err(AppError::Invalid)?;
         let pattern = entry.to_string();
-        let now = timefmt::now();
+        let now = time::now();
         let record = AllowRecord {
             pattern: pattern.clone(),
             alt_names,
@@ -57,7 +57,7 @@ impl App {
     }
 
     pub async fn remove_allow_entry(&self, pattern: &str, actor: &Actor) -> Result<(), AppError> {
-        let now = timefmt::now();
+        let now = time::now();
         let event = NewEvent::new(now, kind::ALLOW_ENTRY_REMOVED, actor)
             .message(format!("allow-list entry '{pattern}' removed"))
             .details(serde_json::json!({ "pattern": pattern }));

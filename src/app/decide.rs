@@ -5,7 +5,7 @@ use crate::domain::decision::{Decision, Reason};
 use crate::domain::event::{kind, Actor, NewEvent};
 use crate::domain::policy::{self, CsrInput, Decided, DecisionRequest};
 use crate::metrics::METRICS;
-use crate::timefmt;
+use crate::time;
 
 /// Rejections of one certname within this many seconds...
 const ALERT_WINDOW: i64 = 600;
@@ -26,7 +26,7 @@ impl App {
             certname,
             actor,
         };
-        let now = timefmt::now();
+        let now = time::now();
         let decided = policy::decide(self.store.as_ref(), &self.policy, &request, now).await?;
         let decision = &decided.decision;
         METRICS.decision(decision.reason, started.elapsed());

@@ -3,7 +3,7 @@
 use super::{App, AppError};
 use crate::domain::event::{Actor, EventFilter, EventRecord};
 use crate::store::TokenSelector;
-use crate::timefmt;
+use crate::time;
 
 impl App {
     /// Whether this process can decide: its database answers.
@@ -14,7 +14,7 @@ impl App {
 
     /// The Prometheus exposition, with the gauges the store counts.
     pub async fn metrics_text(&self) -> Result<String, AppError> {
-        let live = self.store.live_token_count(timefmt::now()).await?;
+        let live = self.store.live_token_count(time::now()).await?;
         let backlog = self.store.webhook_backlog().await?;
         Ok(crate::metrics::METRICS.render(live, backlog))
     }
@@ -31,7 +31,7 @@ impl App {
             .into_iter()
             .map(|e| e.pattern)
             .collect();
-        for token in self.store.list_tokens(None, Some(timefmt::now())).await? {
+        for token in self.store.list_tokens(None, Some(time::now())).await? {
             if !names.contains(&token.certname) {
                 names.push(token.certname);
             }

@@ -13,7 +13,7 @@ use aws_lc_rs::rand::SecureRandom;
 use super::{App, AppError};
 use crate::domain::event::{Actor, NewEvent};
 use crate::store::{OperatorRecord, OperatorSession};
-use crate::timefmt;
+use crate::time;
 
 /// A session ends after this long without a request (8 hours).
 pub const SESSION_IDLE_SECONDS: i64 = 8 * 3600;
@@ -119,11 +119,8 @@ pub fn delay_after(failures: u32) -> i64 {
     (1i64 << exponent).min(MAX_DELAY_SECONDS)
 }
 
-fn actor_for(name: &str, address: Option<&str>) -> Actor {
-    Actor::new(
-        format!("operator:{name}"),
-        address.map(|a| format!("from {a}")),
-    )
+fn actor_for(name: &str, request_id: Option<String>) -> Actor {
+    Actor::new(format!("operator:{name}"), request_id)
 }
 
 fn internal(e: impl fmt::Display) -> AppError {
@@ -157,7 +154,7 @@ impl App {
             )));
         }
         let hash = self.hash_password_blocking(password)?;
-        let now = timefmt::now();
+        let now = time::now();
         let record = OperatorRecord {
             name: name.to_string(),
             created_at: now,
@@ -175,7 +172,7 @@ impl App {
     }
 
     pub async fn remove_operator(&self, name: &str, actor: &Actor) -> Result<(), AppError> {
-        let event = NewEvent::new(timefmt::now(), kind::OPERATOR_REMOVED, actor)
+        let event = NewEvent::new(time::now(), kind::OPERATOR_REMOVED, actor)
             .message(format!("operator account '{name}' removed"));
         if self.store.remove_operator(name, event).await? {
             Ok(())
@@ -211,14 +208,16 @@ impl App {
     }
 
     /// Sign in with a password. Failures are counted per account and per address, and
-    /// each failure beyond the first few doubles the wait before the next attempt.
+    /// each failure beyond the first few doubles the wait before the next attempt. The
+    /// events record the request's id.
     pub async fn sign_in(
         &self,
         username: &str,
         password: &str,
         address: &str,
+        request_id: Option<String>,
     ) -> Result<NewSession, AppError> {
-        let now = timefmt::now();
+        let now = time::now();
         let username: String = username.chars().take(64).collect();
         let keys = [
             format!("account:{}", username.to_ascii_lowercase()),
@@ -245,7 +244,7 @@ impl App {
         })
         .await
         .map_err(internal)?;
-        let actor = actor_for(&username, Some(address));
+        let actor = actor_for(&username, request_id);
         if !(known && verified) {
             for key in &keys {
                 self.store
@@ -266,7 +265,8 @@ impl App {
         for key in &keys {
             self.store.clear_login_failures(key).await?;
         }
-        self.start_session(&username, "password", &actor, now).await
+        self.start_session(&username, "password", address, &actor, now)
+            .await
     }
 
     /// Sign in the holder of an admin client certificate, without a password.
@@ -274,9 +274,10 @@ impl App {
         &self,
         common_name: &str,
         address: &str,
+        request_id: Option<String>,
     ) -> Result<NewSession, AppError> {
-        let actor = actor_for(common_name, Some(address));
-        self.start_session(common_name, "certificate", &actor, timefmt::now())
+        let actor = actor_for(common_name, request_id);
+        self.start_session(common_name, "certificate", address, &actor, time::now())
             .await
     }
 
@@ -284,6 +285,7 @@ impl App {
         &self,
         name: &str,
         via: &str,
+        address: &str,
         actor: &Actor,
         now: i64,
     ) -> Result<NewSession, AppError> {
@@ -298,8 +300,9 @@ impl App {
             created_at: now,
             last_seen: now,
         };
-        let event = NewEvent::new(now, kind::SIGNED_IN, actor)
-            .message(format!("signed in to the operator's page ({via})"));
+        let event = NewEvent::new(now, kind::SIGNED_IN, actor).message(format!(
+            "signed in to the operator's page ({via}) from {address}"
+        ));
         self.store
             .create_session(
                 &sha256_hex(&cookie),
@@ -325,7 +328,7 @@ impl App {
         if cookie.len() != 64 || !cookie.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(None);
         }
-        let now = timefmt::now();
+        let now = time::now();
         let id_hash = sha256_hex(cookie);
         let Some(session) = self
             .store
@@ -356,7 +359,7 @@ impl App {
 
     /// End the session of this cookie.
     pub async fn sign_out(&self, cookie: &str, actor: &Actor) -> Result<(), AppError> {
-        let event = NewEvent::new(timefmt::now(), kind::SIGNED_OUT, actor)
+        let event = NewEvent::new(time::now(), kind::SIGNED_OUT, actor)
             .message("signed out of the operator's page");
         self.store.end_session(&sha256_hex(cookie), event).await?;
         Ok(())

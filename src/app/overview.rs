@@ -8,7 +8,7 @@ use crate::domain::allowlist::AllowEntry;
 use crate::domain::certname::Certname;
 use crate::domain::event::{kind, EventFilter, EventRecord};
 use crate::store::{CaCertificate, CertQuery};
-use crate::timefmt;
+use crate::time;
 
 const HOUR: i64 = 3600;
 const DAY: i64 = 86_400;
@@ -39,7 +39,7 @@ pub struct ChartCache {
 
 impl App {
     pub async fn overview(&self) -> Result<Overview, AppError> {
-        let now = timefmt::now();
+        let now = time::now();
         let pending = self.store.ca_requests().await?.len();
         let live_tokens = self.store.live_token_count(now).await?;
         let allow_entries = self.store.list_allow_entries().await?.len();

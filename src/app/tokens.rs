@@ -7,7 +7,7 @@ use crate::domain::certname::Certname;
 use crate::domain::event::{kind, Actor, NewEvent};
 use crate::domain::token::{AltName, TokenRecord, TokenRequest, TokenSecret, TokenState};
 use crate::store::TokenSelector;
-use crate::timefmt;
+use crate::time;
 
 /// A token as listed: never its value.
 #[derive(Debug, Clone, Serialize)]
@@ -41,7 +41,7 @@ impl App {
             .find_token(&crate::domain::token::TokenHash::of(presented))
             .await?
             .is_some_and(|t| {
-                t.certname == certname.as_str() && t.state(timefmt::now()) == TokenState::Live
+                t.certname == certname.as_str() && t.state(time::now()) == TokenState::Live
             }))
     }
 
@@ -65,7 +65,7 @@ impl App {
         .map_err(|e| AppError::Invalid(e.to_string()))?;
         let secret =
             TokenSecret::generate(&self.rng).map_err(|e| AppError::Internal(e.to_string()))?;
-        let now = timefmt::now();
+        let now = time::now();
         let event = NewEvent::new(now, kind::TOKEN_ISSUED, actor)
             .certname(request.certname.as_str())
             .message(format!(
@@ -87,7 +87,7 @@ impl App {
             certname: record.certname,
             alt_names: record.alt_names,
             expires_at: record.expires_at,
-            expires: timefmt::rfc3339(record.expires_at),
+            expires: time::rfc3339(record.expires_at),
         })
     }
 
@@ -96,7 +96,7 @@ impl App {
         certname: Option<&str>,
         all: bool,
     ) -> Result<Vec<TokenView>, AppError> {
-        let now = timefmt::now();
+        let now = time::now();
         let records = self
             .store
             .list_tokens(certname, (!all).then_some(now))
@@ -105,7 +105,7 @@ impl App {
             .into_iter()
             .map(|record| TokenView {
                 state: record.state(now),
-                expires: timefmt::rfc3339(record.expires_at),
+                expires: time::rfc3339(record.expires_at),
                 record,
             })
             .collect())
@@ -118,7 +118,7 @@ impl App {
         selector: TokenSelector,
         actor: &Actor,
     ) -> Result<Vec<i64>, AppError> {
-        let now = timefmt::now();
+        let now = time::now();
         let event = NewEvent::new(now, kind::TOKEN_REVOKED, actor).message("build token revoked");
         let revoked = self.store.revoke_tokens(&selector, now, event).await?;
         if revoked.is_empty() {

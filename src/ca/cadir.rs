@@ -18,7 +18,7 @@ use super::crl::{
 use super::issue::{cert_info, CertInfo};
 use super::signer::{Signer, SoftwareKey};
 use crate::domain::csr::Csr;
-use crate::timefmt;
+use crate::time;
 use crate::x509;
 
 /// Files without which puppetserver itself refuses the directory (inventory.txt aside: an
@@ -463,12 +463,12 @@ fn parse_inventory_serial(text: &str) -> Option<u64> {
 /// `2024-05-01T12:00:00UTC` (also `Z` or `+00:00`); impossible dates such as the 30th of
 /// February are refused rather than rolled over.
 fn parse_inventory_date(text: &str) -> Option<i64> {
-    let t = timefmt::parse_rfc3339(text)?;
+    let t = time::parse_rfc3339(text)?;
     let body = text
         .strip_suffix("UTC")
         .or_else(|| text.strip_suffix('Z'))
         .or_else(|| text.strip_suffix("+00:00"))?;
-    let canonical = timefmt::rfc3339(t);
+    let canonical = time::rfc3339(t);
     (canonical.strip_suffix('Z') == Some(body)).then_some(t)
 }
 
@@ -478,8 +478,8 @@ pub fn format_inventory_line(line: &InventoryLine) -> String {
     format!(
         "0x{:04X} {} {} {}",
         line.serial,
-        timefmt::puppet(line.not_before),
-        timefmt::puppet(line.not_after),
+        time::puppet(line.not_before),
+        time::puppet(line.not_after),
         line.subject
     )
 }
@@ -706,7 +706,7 @@ mod tests {
         let key_pem = fs::read_to_string(cadir.join("ca_key.pem")).unwrap();
         assert!(key_pem.contains("BEGIN RSA PRIVATE KEY"));
         let key = SoftwareKey::from_pem(&key_pem).unwrap();
-        let now = timefmt::now();
+        let now = time::now();
         let ca_cert = self_signed_ca(
             &key,
             &CaCertSpec {
@@ -752,8 +752,8 @@ mod tests {
             inventory_text.push_str(&format!(
                 "0x{:04X} {} {} /CN={}\n",
                 info.serial_u64().unwrap(),
-                timefmt::puppet(info.not_before),
-                timefmt::puppet(info.not_after),
+                time::puppet(info.not_before),
+                time::puppet(info.not_after),
                 info.common_name.unwrap()
             ));
         }
@@ -943,7 +943,7 @@ mod tests {
 
     fn other_ca_cert(name: &str) -> (SoftwareKey, Vec<u8>) {
         let key = SoftwareKey::generate(KeyAlgorithm::EcP256).unwrap();
-        let now = timefmt::now();
+        let now = time::now();
         let cert = self_signed_ca(
             &key,
             &CaCertSpec {
@@ -1004,7 +1004,7 @@ mod tests {
 
         let e = refusal(&f, |d| {
             let (other_key, other_cert) = other_ca_cert(CA_NAME);
-            let rogue = leaf(&other_key, &other_cert, "rogue", 99, timefmt::now());
+            let rogue = leaf(&other_key, &other_cert, "rogue", 99, time::now());
             fs::write(
                 d.join("signed/rogue.pem"),
                 x509::pem_encode("CERTIFICATE", &rogue),
@@ -1104,7 +1104,7 @@ mod tests {
     fn reads_a_two_level_bundle_and_crl_chain() {
         // An intermediate signing CA under a root, as after `puppetserver ca import`.
         let tmp = TempDir::new("cadir-chain");
-        let now = timefmt::now();
+        let now = time::now();
         let (root_key, root_cert) = other_ca_cert("Root CA");
         let int_key = SoftwareKey::generate(KeyAlgorithm::EcP384).unwrap();
         // issue_leaf makes CA:FALSE certificates, so let openssl sign the intermediate.

@@ -539,7 +539,7 @@ mod tests {
     const NOW: i64 = 1_714_564_800; // 2024-05-01T12:00:00Z
 
     fn now() -> i64 {
-        crate::timefmt::now()
+        crate::time::now()
     }
 
     struct TestCa {

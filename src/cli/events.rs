@@ -5,7 +5,7 @@ use clap::Args;
 use autosign_proxy::app::App;
 use autosign_proxy::domain::decision::Verdict;
 use autosign_proxy::domain::event::{EventFilter, EventRecord};
-use autosign_proxy::timefmt;
+use autosign_proxy::time;
 
 use super::{app_error, to_json};
 
@@ -50,7 +50,7 @@ pub async fn events(app: &App, args: EventsArgs) -> Result<(), String> {
     let time = |name: &str, v: &Option<String>| -> Result<Option<i64>, String> {
         v.as_deref()
             .map(|t| {
-                timefmt::parse_rfc3339(t).ok_or(format!(
+                time::parse_rfc3339(t).ok_or(format!(
                     "--{name} '{t}' is not a time like 2026-11-23T02:00:00Z"
                 ))
             })
@@ -109,7 +109,7 @@ fn event_line(e: &EventRecord) -> String {
     };
     format!(
         "{} #{:<6} {:<32} {:<40} {} [by {}{}]",
-        timefmt::rfc3339(e.at),
+        time::rfc3339(e.at),
         e.id,
         what,
         e.certname.as_deref().unwrap_or("-"),

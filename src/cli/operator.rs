@@ -56,7 +56,7 @@ pub async fn operator(app: &App, actor: &Actor, cmd: OperatorCommand) -> Result<
                         "{}  (added by {} at {})",
                         op.name,
                         op.created_by,
-                        autosign_proxy::timefmt::rfc3339(op.created_at)
+                        autosign_proxy::time::rfc3339(op.created_at)
                     );
                 }
             }

@@ -200,7 +200,7 @@ struct EventQuery {
 fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
     value
         .map(|v| {
-            crate::timefmt::parse_rfc3339(v).ok_or_else(|| {
+            crate::time::parse_rfc3339(v).ok_or_else(|| {
                 ApiError::BadRequest(format!(
                     "{name} '{v}' is not a time like 2026-11-23T02:00:00Z"
                 ))

@@ -1,11 +1,13 @@
 //! The network side: an HTTPS server whose handlers decode, call one use case, and
 //! render. Routes live in `puppet_ca` (`/puppet-ca/v1`), `smart_proxy` (Foreman's
-//! `/puppet/ca`), `api` (`/api/v1`) and `ui` (the operator's page, `/ui/`).
+//! `/puppet/ca`), `api` (`/api/v1`) and `ui` (the operator's page, `/ui/`); every
+//! request gets an id (`request_id`) that its events record and its response carries.
 
 pub mod api;
 pub mod errors;
 pub mod limit;
 pub mod puppet_ca;
+pub mod request_id;
 pub mod smart_proxy;
 pub mod tls;
 pub mod ui;
@@ -24,6 +26,7 @@ use crate::config::Config;
 use crate::domain::certname::LOCAL_CLIENT_CN;
 use crate::domain::event::Actor;
 use errors::ApiError;
+use request_id::RequestId;
 use tls::ClientIdentity;
 use tls::TlsMaterial;
 
@@ -110,15 +113,12 @@ impl HttpState {
     }
 }
 
-/// Foreman's X-Request-Id, kept short and printable so it is safe in logs and events.
+/// This request's id, as the middleware in [`start`] gave it: the caller's
+/// `X-Request-Id` (sanitised) or a generated UUID. Actors carry it into events.
 pub(crate) fn request_id(req: &HttpRequest) -> Option<String> {
-    let value = req.headers().get("x-request-id")?.to_str().ok()?;
-    let clean: String = value
-        .chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(128)
-        .collect();
-    (!clean.is_empty()).then_some(clean)
+    req.extensions()
+        .get::<RequestId>()
+        .map(|id| id.as_str().to_string())
 }
 
 /// The caller, authenticated as a trusted host. As a handler's first argument it runs
@@ -189,9 +189,12 @@ pub fn start(
                 match refused {
                     Some((client, why)) => {
                         tracing::warn!(client = %client.escape_debug(), %why, path = req.path(), "request refused: the client certificate is no longer valid");
-                        Either::Left(ready(Err(actix_web::error::ErrorForbidden(format!(
+                        // A response, not an error: the middleware outside adds the
+                        // request id to responses only.
+                        let refusal = actix_web::error::ErrorForbidden(format!(
                             "the client certificate is no longer valid: {why}"
-                        )))))
+                        ));
+                        Either::Left(ready(Ok(req.error_response(refusal))))
                     }
                     None => Either::Right(srv.call(req)),
                 }
@@ -200,6 +203,23 @@ pub fn start(
                 actix_web::middleware::DefaultHeaders::new()
                     .add(("X-Puppet-Version", puppet_ca::PUPPET_VERSION)),
             )
+            // Registered last, so it runs first: every request has its id before anything
+            // else looks at it, and every response carries it, refusals included.
+            // Handlers' errors are responses by now; the middlewares inside answer their
+            // refusals as responses too, since an `Err` passing here would only become a
+            // response after this, without the id.
+            .wrap_fn(|req, srv| {
+                use actix_web::dev::Service;
+                let id = request_id::assign(&req);
+                let response = srv.call(req);
+                async move {
+                    let mut response = response.await?;
+                    if let Some(value) = id.as_ref().and_then(RequestId::header_value) {
+                        response.headers_mut().insert(request_id::HEADER, value);
+                    }
+                    Ok(response)
+                }
+            })
             .app_data(state.clone())
             .app_data(api::json_config())
             .app_data(

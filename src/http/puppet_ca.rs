@@ -11,7 +11,7 @@ use super::HttpState;
 use crate::app::authority::SignOptions;
 use crate::domain::csr::MAX_CSR_BYTES;
 use crate::domain::event::Actor;
-use crate::timefmt;
+use crate::time;
 
 /// The Puppet version in `X-Puppet-Version`, as puppetserver 8.7 (Debian trixie) sends it.
 pub const PUPPET_VERSION: &str = "8.10.0";
@@ -136,14 +136,14 @@ fn text_since(req: &HttpRequest, body: String, modified: i64) -> HttpResponse {
         .headers()
         .get(header::IF_MODIFIED_SINCE)
         .and_then(|v| v.to_str().ok())
-        .and_then(timefmt::parse_http_date)
+        .and_then(time::parse_http_date)
         .is_some_and(|since| since >= modified);
     if fresh {
         return HttpResponse::NotModified().finish();
     }
     HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
-        .insert_header((header::LAST_MODIFIED, timefmt::http_date(modified)))
+        .insert_header((header::LAST_MODIFIED, time::http_date(modified)))
         .body(body)
 }
 

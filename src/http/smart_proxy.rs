@@ -149,7 +149,7 @@ async fn list_certificates(
     state: web::Data<HttpState>,
 ) -> Result<HttpResponse, ApiError> {
     let statuses = state.foreman_ca.statuses().await?;
-    let now = crate::timefmt::now();
+    let now = crate::time::now();
     let mut out = serde_json::Map::new();
     for st in statuses {
         let Some(name) = st.get("name").and_then(|n| n.as_str()).map(str::to_string) else {
@@ -161,7 +161,7 @@ async fn list_certificates(
             .map(str::to_string);
         let expired = not_after
             .as_deref()
-            .and_then(crate::timefmt::parse_rfc3339)
+            .and_then(crate::time::parse_rfc3339)
             .is_some_and(|t| t < now);
         let foreman_state = match st.get("state").and_then(|s| s.as_str()) {
             Some("requested") => "pending",

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::domain::csr::GeneralName;
 use crate::domain::event::{Actor, NewEvent};
 use crate::store::{CaCertificate, CaIdentity, Store};
-use crate::timefmt;
+use crate::time;
 use crate::x509;
 
 pub use crate::domain::certname::{LOCAL_CLIENT_CN, SERVICE_CN};
@@ -125,7 +125,7 @@ pub async fn initialize(
                 .map_err(|e| err(&format!("cannot create {}", path.display()), e))?;
         }
     }
-    let now = timefmt::now();
+    let now = time::now();
     let ca_key = ensure_ca(config, &dir, store, now, say).await?;
     let ca_der = read_first_cert(&dir.ca_cert())?;
     claim_ca(&dir, store, &ca_der, now).await?;

@@ -351,7 +351,7 @@ async fn sweep_expired_tokens(store: Arc<dyn Store>) {
     loop {
         tick.tick().await;
         if let Err(e) = store
-            .record_expired_tokens(crate::timefmt::now(), "autosign-proxy".into())
+            .record_expired_tokens(crate::time::now(), "autosign-proxy".into())
             .await
         {
             tracing::warn!(error = %e, "cannot record expired tokens");

@@ -13,7 +13,7 @@ use crate::store::{
     from_i64, parse_alt_names, parse_json, AllowRecord, CaCertificate, CaIdentity, CaRequest,
     CertQuery, CertState, OperatorRecord, OperatorSession, Revocation, StatusRow, StoreError,
 };
-use crate::timefmt;
+use crate::time;
 
 /// The columns of a certificate request, in `request_from_row`'s order.
 macro_rules! request_column_list {
@@ -335,7 +335,7 @@ pub(crate) fn event_from_row(r: &impl SqlRow) -> Result<EventRecord, StoreError>
     Ok(EventRecord {
         id: r.int(0)?,
         at,
-        time: timefmt::rfc3339(at),
+        time: time::rfc3339(at),
         kind: r.text(2)?,
         certname: r.opt_text(3)?,
         decision: r.opt_text(4)?,

@@ -15,7 +15,7 @@ fn untrusted_cert(svc: &Service) -> (std::path::PathBuf, std::path::PathBuf) {
         .remove(0)
         .1;
     let key = SoftwareKey::generate(KeyAlgorithm::EcP256).unwrap();
-    let now = autosign_proxy::timefmt::now();
+    let now = autosign_proxy::time::now();
     let der = issue::issue_leaf(
         &ca_key,
         &ca_der,
@@ -172,7 +172,7 @@ fn tokens_are_listed_without_values_and_ttl_is_honoured() {
     assert_eq!(resp.status, 201);
     let issued = json(&resp);
     let token = issued["token"].as_str().unwrap();
-    let ttl = issued["expires_at"].as_i64().unwrap() - autosign_proxy::timefmt::now();
+    let ttl = issued["expires_at"].as_i64().unwrap() - autosign_proxy::time::now();
     assert!((89 * 60..=90 * 60).contains(&ttl), "{ttl}");
     assert_eq!(issued["alt_names"], serde_json::json!(["DNS:puppet"]));
     // Foreman's token_ttl, in minutes.

@@ -453,8 +453,8 @@ fn ca_api_error_paths_follow_puppetserver() {
         st["not_before"].as_str().unwrap(),
         st["not_after"].as_str().unwrap(),
     );
-    let span = autosign_proxy::timefmt::parse_rfc3339(na).unwrap()
-        - autosign_proxy::timefmt::parse_rfc3339(nb).unwrap();
+    let span = autosign_proxy::time::parse_rfc3339(na).unwrap()
+        - autosign_proxy::time::parse_rfc3339(nb).unwrap();
     assert_eq!(span, 86_400 + 3600, "backdated one day, cert_ttl honoured");
     assert_eq!(c.ca().set_status(name, "revoked", None).status, 204);
     assert_eq!(

@@ -112,7 +112,7 @@ fn a_rejected_attempt_shows_in_foremans_logs_tab() {
     let resp = validate(&mut c, Some("evil.example.com"), &csr);
     assert_eq!(resp.status, 404);
     // As Foreman's proxy Logs tab asks: GET /logs/?from_timestamp=<float>.
-    let since = autosign_proxy::timefmt::now() - 60;
+    let since = autosign_proxy::time::now() - 60;
     let resp = c.foreman().logs(Some(&format!("{since}.5")));
     assert_eq!(resp.status, 200, "{}", resp.text());
     let body = json(&resp);

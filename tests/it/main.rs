@@ -13,6 +13,7 @@ mod puppet;
 mod puppet8;
 mod real_puppet;
 mod replicas;
+mod request_id;
 mod support;
 mod trust;
 mod ui;

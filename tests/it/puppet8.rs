@@ -405,7 +405,7 @@ fn puppetserver_ca_2_7_drives_our_ca() {
     let lifetime = |s: &serde_json::Value| {
         let t = |k: &str| {
             let text = s[k].as_str().unwrap().replace("UTC", "Z");
-            autosign_proxy::timefmt::parse_rfc3339(&text).unwrap()
+            autosign_proxy::time::parse_rfc3339(&text).unwrap()
         };
         t("not_after") - t("not_before")
     };

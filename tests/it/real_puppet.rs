@@ -292,7 +292,7 @@ fn csrs_built_by_puppets_ruby_code_are_read_as_puppet_writes_them() {
     // Puppet writes custom attributes as PrintableString even with '_' in them.
     let secret = "abc_DEF_123";
     let store = svc.store();
-    let now = autosign_proxy::timefmt::now();
+    let now = autosign_proxy::time::now();
     let request = TokenRequest::new(
         Certname::parse("ruby.example.com").unwrap(),
         vec![],

@@ -633,11 +633,11 @@ fn a_revocation_recorded_without_its_crl_is_published_anyway() {
     let store = svc.store();
     use autosign_proxy::store::CaStore;
     let event = autosign_proxy::domain::event::NewEvent::new(
-        autosign_proxy::timefmt::now(),
+        autosign_proxy::time::now(),
         "certificate_revoked",
         &autosign_proxy::domain::event::Actor::new("crashed-process", None),
     );
-    block_on(store.ca_revoke(name, autosign_proxy::timefmt::now(), 1, event)).unwrap();
+    block_on(store.ca_revoke(name, autosign_proxy::time::now(), 1, event)).unwrap();
     let started = Instant::now();
     loop {
         let crl = c.ca().crl();

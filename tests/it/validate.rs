@@ -13,7 +13,7 @@ fn reason(resp: &autosign_policy::Response) -> String {
 
 fn live_tokens(svc: &Service, certname: &str) -> usize {
     let store = svc.store();
-    block_on(store.list_tokens(Some(certname), Some(autosign_proxy::timefmt::now())))
+    block_on(store.list_tokens(Some(certname), Some(autosign_proxy::time::now())))
         .unwrap()
         .len()
 }
@@ -149,7 +149,7 @@ fn unknown_expired_and_revoked_tokens_are_refused() {
         None,
     )
     .unwrap();
-    let then = autosign_proxy::timefmt::now() - 7 * 3600;
+    let then = autosign_proxy::time::now() - 7 * 3600;
     let actor = Actor::new("test", None);
     block_on(store.issue_token(
         &request,

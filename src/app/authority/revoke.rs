@@ -9,7 +9,7 @@ use crate::app::AppError;
 use crate::ca::crl::{build_crl, CrlReason, CrlSpec, RevokedEntry};
 use crate::domain::event::{Actor, NewEvent};
 use crate::metrics::METRICS;
-use crate::timefmt;
+use crate::time;
 use crate::x509;
 
 /// How far a new CRL's thisUpdate is set back from the moment it is made, for clients
@@ -20,7 +20,7 @@ impl Authority {
     /// Revoke every certificate of the certname (key compromise, as puppetserver records
     /// it) and publish a new CRL at once.
     pub async fn revoke(&self, name: &str, actor: &Actor) -> Result<u64, AppError> {
-        let now = timefmt::now();
+        let now = time::now();
         let event = NewEvent::new(now, "certificate_revoked", actor)
             .certname(name)
             .message("certificate revoked");
@@ -44,7 +44,7 @@ impl Authority {
     /// Forget the certname's certificate and request (certificate_status DELETE: no
     /// revocation). `false` when there was nothing.
     pub async fn delete(&self, name: &str, actor: &Actor) -> Result<bool, AppError> {
-        let now = timefmt::now();
+        let now = time::now();
         let event = NewEvent::new(now, "certificate_cleaned", actor)
             .certname(name)
             .message("certificate and request removed");
@@ -53,7 +53,7 @@ impl Authority {
 
     /// DELETE certificate_request: drop a pending request; `false` when there was none.
     pub async fn delete_request(&self, name: &str, actor: &Actor) -> Result<bool, AppError> {
-        let event = NewEvent::new(timefmt::now(), "certificate_request_deleted", actor)
+        let event = NewEvent::new(time::now(), "certificate_request_deleted", actor)
             .certname(name)
             .message("pending certificate request deleted");
         Ok(self.store.ca_delete_request(name, Some(event)).await?)
@@ -146,7 +146,7 @@ impl Authority {
                 reason: r.reason.and_then(CrlReason::from_code),
             })
             .collect();
-        let now = timefmt::now();
+        let now = time::now();
         let next_update = now + self.settings.crl_ttl_seconds;
         let key = self.key.clone();
         let ca_der = self.signing_cert_der().to_vec();

@@ -21,7 +21,7 @@ use crate::domain::policy::{
 };
 use crate::metrics::METRICS;
 use crate::store::CaCertificate;
-use crate::timefmt;
+use crate::time;
 use crate::x509;
 
 /// What a bulk signing did, in puppetserver 8's shape (`signed`, `no-csr`,
@@ -223,7 +223,7 @@ impl Authority {
         how: &str,
     ) -> Result<CaCertificate, AppError> {
         self.refuse_if_fenced()?;
-        let now = timefmt::now();
+        let now = time::now();
         let serial = self.store.next_serial().await?;
         let key = self.key.clone();
         let ca_der = self.signing_cert_der().to_vec();

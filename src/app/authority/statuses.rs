@@ -9,7 +9,7 @@ use crate::ca::issue::cert_info;
 use crate::domain::csr::{fingerprint, Csr, CsrExtension, GeneralName};
 use crate::oid::{in_arc, PP_AUTH_ARC};
 use crate::store::{CaCertificate, CaRequest};
-use crate::timefmt;
+use crate::time;
 use crate::x509;
 
 /// The status object of puppetserver's certificate_status API, field for field.
@@ -197,7 +197,7 @@ impl Authority {
             let info = cert_info(der).map_err(|e| AppError::Internal(e.to_string()))?;
             certs.insert(
                 info.common_name.unwrap_or_default(),
-                timefmt::puppet(info.not_after).into(),
+                time::puppet(info.not_after).into(),
             );
         }
         let mut crls = serde_json::Map::new();
@@ -207,7 +207,7 @@ impl Authority {
             if let Some(next) = info.next_update {
                 crls.insert(
                     info.issuer_common_name.unwrap_or_default(),
-                    timefmt::puppet(next).into(),
+                    time::puppet(next).into(),
                 );
             }
         }
@@ -278,8 +278,8 @@ fn cert_status(cert: &CaCertificate) -> Result<CertStatus, AppError> {
         subject_alt_names: all,
         authorization_extensions: authorization_extensions(&info.extensions),
         serial_number: Some(cert.serial),
-        not_before: Some(timefmt::puppet(cert.not_before)),
-        not_after: Some(timefmt::puppet(cert.not_after)),
+        not_before: Some(time::puppet(cert.not_before)),
+        not_after: Some(time::puppet(cert.not_after)),
         pending_reason: None,
     })
 }

@@ -12,7 +12,7 @@ use crate::domain::csr::{Csr, CsrError};
 use crate::domain::event::{Actor, NewEvent};
 use crate::domain::policy::{check_request, CheckedRequest, CsrInput};
 use crate::store::CaRequest;
-use crate::timefmt;
+use crate::time;
 
 impl Authority {
     /// PUT certificate_request/{name}: validate as puppetserver does, refuse duplicates,
@@ -46,7 +46,7 @@ impl Authority {
             }
         }
 
-        let now = timefmt::now();
+        let now = time::now();
         let verdict: Result<CheckedRequest, (String, String)> = match &self.settings.autosign {
             AutosignMode::Never => Err((String::new(), String::new())),
             AutosignMode::Policy => {
@@ -149,7 +149,7 @@ impl Authority {
         if pending_has_token || !self.app.has_live_token(certname, &presented).await? {
             return Ok(false);
         }
-        let event = NewEvent::new(timefmt::now(), "certificate_request_replaced", actor)
+        let event = NewEvent::new(time::now(), "certificate_request_replaced", actor)
             .certname(certname.as_str())
             .message(format!(
                 "a pending request without a build token (SHA-256 {}) gave way to one carrying a live token for {certname}",

@@ -12,7 +12,7 @@ use super::{
 use crate::http::errors::PageError;
 use crate::http::HttpState;
 use crate::store::{CertQuery, CertState};
-use crate::timefmt;
+use crate::time;
 
 const PAGE: u32 = 50;
 
@@ -31,7 +31,7 @@ pub async fn page(
     state: web::Data<HttpState>,
     query: web::Query<Query>,
 ) -> Result<HttpResponse, PageError> {
-    let now = timefmt::now();
+    let now = time::now();
     let name = query
         .name
         .as_deref()

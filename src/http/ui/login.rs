@@ -59,7 +59,7 @@ pub async fn form(
     if let Ok(Admin(actor)) = Admin::extract(&req).await {
         let session = state
             .app
-            .sign_in_with_certificate(&actor.name, &address(&req))
+            .sign_in_with_certificate(&actor.name, &address(&req), actor.request_id)
             .await?;
         return Ok(HttpResponse::SeeOther()
             .insert_header((header::LOCATION, "/ui/"))
@@ -81,7 +81,12 @@ pub async fn submit(
         .unwrap_or("")
         .trim();
     let password = form.get("password").map(String::as_str).unwrap_or("");
-    match state.app.sign_in(username, password, &address(&req)).await {
+    let request_id = crate::http::request_id(&req);
+    match state
+        .app
+        .sign_in(username, password, &address(&req), request_id)
+        .await
+    {
         Ok(session) => Ok(HttpResponse::SeeOther()
             .insert_header((header::LOCATION, "/ui/"))
             .insert_header((header::SET_COOKIE, set_cookie(&session.cookie)))

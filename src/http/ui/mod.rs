@@ -21,7 +21,7 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use super::errors::PageError;
 use super::HttpState;
 use crate::app::{App, SignedIn};
-use crate::timefmt;
+use crate::time;
 
 /// The session cookie's name.
 const COOKIE: &str = "autosign_session";
@@ -84,13 +84,18 @@ impl FromRequest for Operator {
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let state = req.app_data::<web::Data<HttpState>>().cloned();
         let cookie = session_cookie(req);
+        let request_id = super::request_id(req);
         Box::pin(async move {
             let state = state.ok_or_else(|| PageError::Internal("HttpState missing".into()))?;
             let Some(cookie) = cookie else {
                 return Err(PageError::SignIn);
             };
             match state.app.session(&cookie).await? {
-                Some(signed_in) => Ok(Operator(signed_in)),
+                // What the operator does in this request is recorded with its id.
+                Some(mut signed_in) => {
+                    signed_in.actor.request_id = request_id;
+                    Ok(Operator(signed_in))
+                }
                 None => Err(PageError::SignIn),
             }
         })
@@ -259,15 +264,15 @@ pub fn csrf_field(operator: &SignedIn) -> Markup {
 
 /// A time as UTC text with how long ago (or until) it is.
 pub fn when(at: i64) -> Markup {
-    let now = timefmt::now();
+    let now = time::now();
     let delta = now - at;
     let relative = if delta >= 0 {
         format!("{} ago", span(delta))
     } else {
         format!("in {}", span(-delta))
     };
-    let text = timefmt::rfc3339(at).replace('T', " ").replace('Z', " UTC");
-    html! { time datetime=(timefmt::rfc3339(at)) title=(relative) { (text) } " " small.muted { "(" (relative) ")" } }
+    let text = time::rfc3339(at).replace('T', " ").replace('Z', " UTC");
+    html! { time datetime=(time::rfc3339(at)) title=(relative) { (text) } " " small.muted { "(" (relative) ")" } }
 }
 
 fn span(seconds: i64) -> String {

@@ -7,7 +7,7 @@ use maud::{html, Markup};
 use super::{encode, layout, ok, when, Nav, Notice, Operator};
 use crate::http::errors::PageError;
 use crate::http::HttpState;
-use crate::timefmt;
+use crate::time;
 
 /// Approved (up) and rejected (down) bars per hour, with day marks.
 fn chart(hours: &[(i64, u64, u64)]) -> Markup {
@@ -45,7 +45,7 @@ fn chart(hours: &[(i64, u64, u64)]) -> Markup {
             }
             div.days aria-hidden="true" {
                 @for (hour, _, _) in hours.iter().filter(|(h, _, _)| h % 86_400 == 0) {
-                    span { (timefmt::rfc3339(*hour).get(5..10).unwrap_or("")) }
+                    span { (time::rfc3339(*hour).get(5..10).unwrap_or("")) }
                 }
             }
             figcaption {

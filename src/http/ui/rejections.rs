@@ -9,7 +9,7 @@ use crate::domain::decision::{Reason, Verdict};
 use crate::domain::event::EventFilter;
 use crate::http::errors::PageError;
 use crate::http::HttpState;
-use crate::timefmt;
+use crate::time;
 
 const PAGE: u32 = 50;
 
@@ -35,7 +35,7 @@ fn parse_time(name: &str, text: Option<&str>, end_of_day: bool) -> Result<Option
     } else {
         text.to_string()
     };
-    timefmt::parse_rfc3339(&full).map(Some).ok_or_else(|| {
+    time::parse_rfc3339(&full).map(Some).ok_or_else(|| {
         PageError::BadRequest(format!(
             "{name}: '{text}' is not a date (YYYY-MM-DD) or an RFC 3339 time"
         ))

@@ -32,7 +32,7 @@ use tokio_postgres::{Client, GenericClient, NoTls, Row, Statement};
 
 use super::sql::SqlRow;
 use super::{from_i64, AdminStore, StoreError};
-use crate::timefmt;
+use crate::time;
 
 /// Schema migrations in order; the index + 1 is the version.
 const MIGRATIONS: &[&str] = &[
@@ -356,7 +356,7 @@ impl PostgresStore {
                 tx.batch_execute(sql).await.map_err(fail)?;
                 tx.execute(
                     "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-                    &[&version, &timefmt::now()],
+                    &[&version, &time::now()],
                 )
                 .await
                 .map_err(fail)?;

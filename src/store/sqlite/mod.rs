@@ -26,7 +26,7 @@ use rusqlite::{params, Connection, OpenFlags, Row};
 
 use super::sql::SqlRow;
 use super::{AdminStore, StoreError};
-use crate::timefmt;
+use crate::time;
 
 /// Schema migrations in order; the index + 1 is the version.
 const MIGRATIONS: &[&str] = &[
@@ -326,7 +326,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(sql).map_err(fail)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-            params![version, timefmt::now()],
+            params![version, time::now()],
         )
         .map_err(fail)?;
         tx.commit().map_err(fail)?;
