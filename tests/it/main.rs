@@ -5,6 +5,7 @@ mod api;
 mod ca;
 pub mod cli;
 mod client;
+mod differential;
 mod events;
 mod foreman;
 mod foreman13;
