@@ -540,3 +540,82 @@ fn sixty_four_concurrent_validations_of_one_token_approve_exactly_once() {
         "{results:?}"
     );
 }
+
+/// DER of a PEM CSR.
+fn der_of(pem: &[u8]) -> Vec<u8> {
+    autosign_proxy::x509::pem_blocks(std::str::from_utf8(pem).unwrap())
+        .unwrap()
+        .remove(0)
+        .1
+}
+
+#[test]
+fn hostile_encodings_of_a_valid_request_are_refused_and_consume_nothing() {
+    use autosign_proxy::ca::issue::utf8_extension;
+    use autosign_proxy::ca::request::{build_csr, CsrSpec};
+    use autosign_proxy::ca::signer::{KeyAlgorithm, SoftwareKey};
+    use autosign_proxy::domain::csr::StringKind;
+
+    let svc = Service::start("hostile-encodings");
+    let mut c = svc.client();
+    let token = foreman_token(&mut c, "victim.example.com");
+    let good = der_of(&openssl_csr(
+        &CsrOpts::new("victim.example.com").challenge(&token),
+    ));
+    // The outer header is 30 82 LL LL for a CSR of this size.
+    assert_eq!(&good[..2], &[0x30, 0x82]);
+
+    let mut trailing = good.clone();
+    trailing.push(0);
+    let mut non_minimal = vec![0x30, 0x83, 0x00];
+    non_minimal.extend_from_slice(&good[2..]);
+    let mut indefinite = vec![0x30, 0x80];
+    indefinite.extend_from_slice(&good[4..]);
+    indefinite.extend_from_slice(&[0, 0]);
+    // Correctly signed by its own key, but asks for pp_uuid twice with two values.
+    let key = SoftwareKey::generate(KeyAlgorithm::EcP256).unwrap();
+    let twice = build_csr(
+        &key,
+        &CsrSpec {
+            common_name: "victim.example.com",
+            challenge_password: Some((&token, StringKind::Utf8)),
+            subject_alt_names: &[],
+            extensions: &[
+                utf8_extension("1.3.6.1.4.1.34380.1.1.1", "first"),
+                utf8_extension("1.3.6.1.4.1.34380.1.1.1", "second"),
+            ],
+            version: 0,
+        },
+    )
+    .unwrap();
+
+    for (what, body, says) in [
+        ("trailing bytes", trailing, "trailing"),
+        ("a non-minimal length", non_minimal, ""),
+        ("an indefinite length", indefinite, ""),
+        ("one extension twice", twice.clone(), "twice"),
+    ] {
+        let resp = validate(&mut c, Some("victim.example.com"), &body);
+        assert_eq!(resp.status, 404, "{what}: {}", resp.text());
+        assert_eq!(reason(&resp), "malformed_csr", "{what}");
+        let message = json(&resp)["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            message.to_lowercase().contains(says),
+            "{what}: the reason says {message:?}"
+        );
+        // The CA API refuses it too, and stores nothing.
+        let put = c.ca().submit("victim.example.com", &body);
+        assert_eq!(put.status, 400, "{what}: {}", put.text());
+        assert_eq!(c.ca().request("victim.example.com").status, 404, "{what}");
+    }
+    assert_eq!(
+        live_tokens(&svc, "victim.example.com"),
+        1,
+        "nothing consumed"
+    );
+    // The well-formed request still signs with the same token.
+    assert_eq!(validate(&mut c, None, &good).status, 200);
+}
