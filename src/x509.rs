@@ -48,8 +48,30 @@ pub fn context(what: &'static str) -> impl Fn(der::Error) -> X509Error {
 }
 
 /// A dotted OID string as an [`Oid`]; run-time strings (configuration, requests) included.
+/// Refused unless the encoding reads back as the same string: const-oid 0.9 writes arcs
+/// that are multiples of 128 wrongly, and such an OID must not be issued as another.
 pub fn oid_of(dotted: &str) -> Result<Oid, X509Error> {
-    Oid::new(dotted).map_err(|e| X509Error(format!("object identifier {dotted:?}: {e}")))
+    let oid =
+        Oid::new(dotted).map_err(|e| X509Error(format!("object identifier {dotted:?}: {e}")))?;
+    if oid.to_string() != dotted {
+        return Err(X509Error(format!(
+            "object identifier {dotted:?} cannot be written exactly"
+        )));
+    }
+    Ok(oid)
+}
+
+/// The dotted form of a decoded OID, refused unless it is canonical DER: const-oid 0.9
+/// reads arcs with redundant leading 0x80 bytes, so without this check two encodings
+/// could name one OID to our policy and another to a verifier.
+pub fn dotted(oid: &Oid) -> Result<String, X509Error> {
+    let text = oid.to_string();
+    match Oid::new(&text) {
+        Ok(again) if again.as_bytes() == oid.as_bytes() && again.to_string() == text => Ok(text),
+        _ => Err(X509Error(format!(
+            "object identifier {text} is not in canonical DER"
+        ))),
+    }
 }
 
 /// One PEM block, 64-column lines, LF line ends.
@@ -264,7 +286,7 @@ pub fn extensions(list: Option<&Extensions>) -> Result<Vec<CsrExtension>, X509Er
     let mut seen = std::collections::HashSet::with_capacity(list.len());
     let mut out = Vec::with_capacity(list.len());
     for ext in list {
-        let oid = ext.extn_id.to_string();
+        let oid = dotted(&ext.extn_id)?;
         if !seen.insert(ext.extn_id) {
             return Err(X509Error(format!("extension {oid} appears twice")));
         }

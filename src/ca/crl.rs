@@ -467,7 +467,7 @@ pub fn verify_signed(signed_der: &[u8], issuer_spki_der: &[u8]) -> Result<(), Ca
     let key = PublicKeyKind::from_spki(issuer_spki_der).map_err(encoding)?;
     let (verify_alg, key_bytes) = crate::domain::csr::verifier_for(
         &key,
-        &signed.algorithm.oid.to_string(),
+        &x509::dotted(&signed.algorithm.oid).map_err(encoding)?,
         signed.algorithm.parameters.as_ref(),
     )
     .map_err(|what| CaError::Key(format!("unsupported signature: {what}")))?;

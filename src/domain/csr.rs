@@ -175,7 +175,7 @@ impl PublicKeyKind {
     }
 
     fn from_parsed(spki: &SubjectPublicKeyInfoOwned) -> Result<Self, X509Error> {
-        let alg_oid = spki.algorithm.oid.to_string();
+        let alg_oid = x509::dotted(&spki.algorithm.oid)?;
         let key_bytes = spki
             .subject_public_key
             .as_bytes()
@@ -200,10 +200,10 @@ impl PublicKeyKind {
             }
             oid::EC_PUBLIC_KEY => {
                 let curve = match &spki.algorithm.parameters {
-                    Some(p) if p.tag() == Tag::ObjectIdentifier => p
-                        .decode_as::<ObjectIdentifier>()
-                        .map_err(x509::context("EC curve"))?
-                        .to_string(),
+                    Some(p) if p.tag() == Tag::ObjectIdentifier => x509::dotted(
+                        &p.decode_as::<ObjectIdentifier>()
+                            .map_err(x509::context("EC curve"))?,
+                    )?,
                     _ => return Err(X509Error("EC key without a named curve".into())),
                 };
                 PublicKeyKind::Ec {
@@ -391,7 +391,7 @@ impl Csr {
         let mut attribute_oids = std::collections::HashSet::new();
         let mut custom = Vec::new();
         for attr in info.attributes.iter().flatten() {
-            let oid = attr.oid.to_string();
+            let oid = x509::dotted(&attr.oid)?;
             if attr.values.tag() != Tag::Set {
                 return Err(CsrError::Malformed(format!(
                     "attribute {oid}: values are not a SET"
@@ -467,7 +467,7 @@ impl Csr {
             challenge,
             extensions,
             custom,
-            signature_algorithm: outer.algorithm.oid.to_string(),
+            signature_algorithm: x509::dotted(&outer.algorithm.oid)?,
             signature_params: outer.algorithm.parameters,
             signature,
         })
@@ -1225,5 +1225,37 @@ mod tests {
             Csr::parse(&p.signed(&key)),
             Err(CsrError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn object_identifiers_must_be_canonical_and_writable() {
+        // An arc with a redundant leading 0x80 byte reads, in const-oid, as the canonical
+        // OID: refused, so no two encodings name one OID.
+        let non_minimal = [0x06, 0x04, 0x2b, 0x80, 0x06, 0x01];
+        let oid = ObjectIdentifier::from_der(&non_minimal).unwrap();
+        assert!(x509::dotted(&oid).is_err());
+        // const-oid writes arcs that are multiples of 128 wrongly: such a dotted string is
+        // neither read from a request nor written into a certificate.
+        let arc_128 = [0x06, 0x05, 0x2b, 0x81, 0x00, 0x00, 0x22];
+        let oid = ObjectIdentifier::from_der(&arc_128).unwrap();
+        assert!(x509::dotted(&oid).is_err());
+        assert!(x509::oid_of("1.3.6.1.4.1.34380.1.2.128").is_err());
+        assert_eq!(
+            x509::dotted(&x509::oid_of(oid::PP_CLI_AUTH).unwrap()).unwrap(),
+            oid::PP_CLI_AUTH
+        );
+
+        // In a request: an extension OID written non-minimally is refused.
+        use crate::ca::signer::{KeyAlgorithm, SoftwareKey};
+        let key = SoftwareKey::generate(KeyAlgorithm::EcP256).unwrap();
+        let mut oid_bytes = rawder::oid("1.3.6.1.4.1.34380.1.1.1");
+        // 06 len 2b 06 01 04 01 82 8c 4c 01 01 01: put a redundant 0x80 before arc 34380.
+        let at = oid_bytes.iter().position(|b| *b == 0x82).unwrap();
+        oid_bytes.insert(at, 0x80);
+        oid_bytes[1] += 1;
+        let ext = rawder::seq(&[&oid_bytes, &rawder::octet_string(&rawder::utf8_string("x"))]);
+        let mut p = Parts::new(&key);
+        p.attributes = rawder::tlv(0xa0, &ext_request(&[&ext]));
+        refused(&p.signed(&key), "canonical");
     }
 }
