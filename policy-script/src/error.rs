@@ -1,5 +1,7 @@
-//! The one error type of the client, and the single place where I/O errors are classified.
+//! The one error type of the client, and the single place where reqwest's errors are
+//! classified.
 
+use std::error::Error as _;
 use std::fmt;
 use std::io;
 
@@ -35,22 +37,78 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Classifies an I/O error from the socket or the TLS stream.
-///
-/// A socket timeout shows up as `WouldBlock` on Unix (SO_RCVTIMEO yields EAGAIN), and
-/// rustls smuggles its own errors through `io::Error`, so both need unwrapping here.
-pub(crate) fn from_io(what: &str, e: io::Error) -> Error {
+/// Classifies a failed exchange. reqwest's own message only names the URL; the cause that
+/// says what went wrong is at the bottom of its source chain, and rustls' errors travel
+/// inside `io::Error`s, so both are dug out here.
+impl From<reqwest::Error> for Error {
+    fn from(e: reqwest::Error) -> Error {
+        let origin = e.url().map_or_else(
+            || "the server".to_owned(),
+            |u| u.origin().ascii_serialization(),
+        );
+        classify(&e, &origin)
+    }
+}
+
+fn classify(e: &reqwest::Error, origin: &str) -> Error {
+    if e.is_timeout() {
+        return Error::Timeout;
+    }
+    let chain = || std::iter::successors(e.source(), |&c| c.source());
+    let root = chain()
+        .last()
+        .map_or_else(|| e.to_string(), |c| c.to_string());
+    if let Some(tls) = chain().find_map(rustls_error) {
+        return Error::Tls(format!("talking to {origin}: {tls}"));
+    }
+    if e.is_builder() {
+        return Error::Config(format!("{origin}: {root}"));
+    }
+    if e.is_connect() {
+        let authority = e
+            .url()
+            .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+            .unwrap_or_else(|| origin.to_owned());
+        return Error::Io(format!("connecting to {authority}: {root}"));
+    }
+    if chain().any(|c| c.is::<io::Error>()) {
+        return Error::Io(format!("talking to {origin}: {root}"));
+    }
+    // No I/O failure underneath: hyper could not make sense of what the server sent, or
+    // the connection closed in the middle of a message.
+    Error::Protocol(format!("talking to {origin}: {root}"))
+}
+
+/// An I/O error from reading a response body: a reqwest error inside, or a plain one.
+pub(crate) fn from_body_io(origin: &str, e: io::Error) -> Error {
     if matches!(
         e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
     ) {
         return Error::Timeout;
     }
-    if let Some(tls) = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    {
-        return Error::Tls(format!("{what}: {tls}"));
+    if let Some(tls) = rustls_error(&e) {
+        return Error::Tls(format!("talking to {origin}: {tls}"));
     }
-    Error::Io(format!("{what}: {e}"))
+    if e.get_ref()
+        .is_some_and(|inner| inner.is::<reqwest::Error>())
+    {
+        if let Some(Ok(inner)) = e.into_inner().map(|i| i.downcast::<reqwest::Error>()) {
+            return classify(&inner, origin);
+        }
+        return Error::Io(format!("reading the response from {origin}"));
+    }
+    Error::Io(format!("reading the response from {origin}: {e}"))
+}
+
+/// The rustls error behind `e`, directly or wrapped in (possibly nested) `io::Error`s,
+/// whose `source()` skips the error they wrap.
+fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut e = e;
+    loop {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        e = e.downcast_ref::<io::Error>()?.get_ref()?;
+    }
 }
