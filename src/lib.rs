@@ -21,6 +21,7 @@ pub mod http;
 pub mod metrics;
 pub mod notify;
 pub mod oid;
+pub mod outbound;
 pub mod pem;
 pub mod startup;
 pub mod store;

@@ -18,6 +18,7 @@ use reqwest::Url;
 
 use crate::config::WebhookConfig;
 use crate::metrics::METRICS;
+use crate::outbound;
 use crate::store::{Delivery, Store};
 use crate::timefmt;
 
@@ -60,13 +61,13 @@ impl Webhook {
                     cert: config.client_cert.clone(),
                     key: config.client_key.clone(),
                 };
-                autosign_policy::client_config(&files)
-                    .map_err(|e| format!("webhook {}: {e}", config.name))?
+                let tls = autosign_policy::client_config(&files)
+                    .map_err(|e| format!("webhook {}: {e}", config.name))?;
+                rustls::ClientConfig::clone(&tls)
             }
-            "http" => Arc::new(
-                trusts_no_server()
-                    .map_err(|e| format!("webhook {}: TLS settings: {e}", config.name))?,
-            ),
+            "http" => {
+                outbound::plain_http_only().map_err(|e| format!("webhook {}: {e}", config.name))?
+            }
             _ => {
                 return Err(format!(
                     "webhook {}: url must be http:// or https://",
@@ -75,23 +76,8 @@ impl Webhook {
             }
         };
         let timeout = Duration::from_secs(config.timeout_seconds.max(1));
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(rustls::ClientConfig::clone(&tls))
-            // A redirect is an answer like any other non-2xx: it is not followed.
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            // One connection per attempt, as a receiver may be gone by the next one.
-            .pool_max_idle_per_host(0)
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .build()
-            .map_err(|e| {
-                format!(
-                    "webhook {}: {}",
-                    config.name,
-                    autosign_policy::Error::from(e)
-                )
-            })?;
+        let client =
+            outbound::client(&tls, timeout).map_err(|e| format!("webhook {}: {e}", config.name))?;
         Ok(Webhook {
             config,
             url,
@@ -137,7 +123,7 @@ impl Webhook {
             .body(body)
             .send()
             .await
-            .map_err(|e| autosign_policy::Error::from(e).to_string())?;
+            .map_err(|e| outbound::describe(&e))?;
         let status = response.status();
         if status.is_success() {
             Ok(())
@@ -145,17 +131,6 @@ impl Webhook {
             Err(format!("the receiver answered {}", status.as_u16()))
         }
     }
-}
-
-/// The TLS settings of a client that only speaks plain http: reqwest wants some, and
-/// these trust no server at all (the aws-lc-rs provider, no roots).
-fn trusts_no_server() -> Result<rustls::ClientConfig, rustls::Error> {
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(rustls::RootCertStore::empty())
-    .with_no_client_auth())
 }
 
 /// Seconds before the next attempt: 5 s doubling, at most an hour.

@@ -9,6 +9,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, Url};
 
 use crate::app::authority::AppError;
+use crate::outbound;
 
 pub struct PuppetserverCa {
     url: String,
@@ -34,24 +35,12 @@ impl Reply {
 
 impl PuppetserverCa {
     pub fn new(url: &str, files: TlsFiles) -> Result<PuppetserverCa, String> {
-        let config = client_config(&files).map_err(|e| format!("puppetserver CA client: {e}"))?;
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(rustls::ClientConfig::clone(&config))
-            .https_only(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            // A fresh connection per request: the handlers calling this run on several
-            // runtimes (one per HTTP worker), and a pooled connection belongs to one.
-            .pool_max_idle_per_host(0)
-            .connect_timeout(TIMEOUT)
-            .timeout(TIMEOUT)
-            .build()
-            .map_err(|e| {
-                format!(
-                    "puppetserver CA client: {}",
-                    autosign_policy::Error::from(e)
-                )
-            })?;
+        let bad = |e: &dyn std::fmt::Display| format!("puppetserver CA client: {e}");
+        if !Url::parse(url).is_ok_and(|u| u.scheme() == "https") {
+            return Err(bad(&format!("{url:?} is not an https:// URL")));
+        }
+        let config = client_config(&files).map_err(|e| bad(&e))?;
+        let client = outbound::client(&config, TIMEOUT).map_err(|e| bad(&e))?;
         Ok(PuppetserverCa {
             url: url.trim_end_matches('/').to_string(),
             client,
@@ -64,11 +53,10 @@ impl PuppetserverCa {
 
     /// One request, the whole answer read, within [`TIMEOUT`].
     async fn call(&self, method: Method, path: String, body: Vec<u8>) -> Result<Reply, AppError> {
-        let failed = |e: autosign_policy::Error| {
+        let failed = |e: &dyn std::fmt::Display| {
             AppError::Internal(format!("puppetserver CA at {}: {e}", self.url))
         };
-        let url = Url::parse(&format!("{}{path}", self.url))
-            .map_err(|e| failed(autosign_policy::Error::Config(format!("URL: {e}"))))?;
+        let url = Url::parse(&format!("{}{path}", self.url)).map_err(|e| failed(&e))?;
         let mut response = self
             .client
             .request(method, url)
@@ -77,13 +65,9 @@ impl PuppetserverCa {
             .body(body)
             .send()
             .await
-            .map_err(|e| failed(e.into()))?;
+            .map_err(|e| failed(&outbound::describe(&e)))?;
         let status = response.status().as_u16();
-        let too_big = || {
-            failed(autosign_policy::Error::Protocol(format!(
-                "the answer is larger than {MAX_BODY} bytes"
-            )))
-        };
+        let too_big = || failed(&format!("the answer is larger than {MAX_BODY} bytes"));
         if response
             .content_length()
             .is_some_and(|len| len > MAX_BODY as u64)
@@ -91,7 +75,11 @@ impl PuppetserverCa {
             return Err(too_big());
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| failed(e.into()))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| failed(&outbound::describe(&e)))?
+        {
             if body.len() + chunk.len() > MAX_BODY {
                 return Err(too_big());
             }
