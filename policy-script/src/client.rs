@@ -1,17 +1,23 @@
-//! A blocking HTTPS client for one origin, on reqwest with our own rustls configuration:
+//! A blocking HTTPS client for one origin, on ureq with our own rustls configuration:
 //! keep-alive, no redirects, no proxies, and every exchange bounded by a deadline, so a
 //! silent or trickling server cannot hold us past it.
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Method, Url};
-use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use ureq::http::{self, HeaderName, HeaderValue, Method};
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, TcpConnector,
+    Transport, TransportAdapter,
+};
+use url::Url;
 
-use crate::error::from_body_io;
 use crate::{Error, Response};
 
 /// Keep-alive HTTPS requests to one origin.
@@ -19,10 +25,10 @@ use crate::{Error, Response};
 /// Nothing touches the network until the first request; a refused connection or
 /// handshake shows up there. Requests are sent one at a time on a kept-alive connection;
 /// when the server ends it (`Connection: close`, or a request that sent that header) the
-/// next request reconnects. A request that may have reached the server is never replayed.
+/// next request reconnects. A request is never sent twice.
 pub struct Connection {
     origin: Url,
-    client: reqwest::blocking::Client,
+    agent: ureq::Agent,
     timeout: Duration,
     max_body: usize,
 }
@@ -37,18 +43,24 @@ impl Connection {
                 "URL {url:?}: a connection URL has no path; put it in the request"
             )));
         }
-        let client = reqwest::blocking::Client::builder()
-            .use_preconfigured_tls(ClientConfig::clone(&config))
+        let settings = ureq::Agent::config_builder()
             .https_only(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .build()
-            .map_err(Error::from)?;
+            .proxy(None)
+            .max_redirects(0)
+            .http_status_as_error(false)
+            // Only what the caller sends: no User-Agent or Accept of ureq's own.
+            .user_agent(ureq::config::AutoHeaderValue::None)
+            .accept(ureq::config::AutoHeaderValue::None)
+            .timeout_global(Some(timeout))
+            // Room for a response head of up to 16 KiB; ureq's 128 KiB buffers (four per
+            // connection) cost the one-shot executable a visible part of its run.
+            .input_buffer_size(16 * 1024)
+            .output_buffer_size(16 * 1024)
+            .build();
+        let connector = ().chain(TcpConnector::default()).chain(Tls(config));
         Ok(Connection {
             origin,
-            client,
+            agent: ureq::Agent::with_parts(settings, connector, Resolve::default()),
             timeout,
             max_body: crate::MAX_BODY,
         })
@@ -89,31 +101,24 @@ impl Connection {
         let method = Method::from_bytes(method.as_bytes())
             .map_err(|_| Error::Protocol(format!("invalid method {method:?}")))?;
         let url = self.target(path_and_query)?;
-        let headers = header_map(headers)?;
+        let mut request = http::Request::builder().method(method).uri(url.as_str());
+        for (name, value) in checked_headers(headers)? {
+            request = request.header(name, value);
+        }
+        let request = request
+            .body(body)
+            .map_err(|e| Error::Protocol(format!("cannot build the request: {e}")))?;
         let left = deadline
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
             .ok_or(Error::Timeout)?;
-        let mut response = self
-            .client
-            .request(method, url)
-            .headers(headers)
-            .body(body.to_vec())
-            .timeout(left)
-            .send()?;
-        let origin = self.origin.origin().ascii_serialization();
-        let too_big = || {
-            Error::Protocol(format!(
-                "talking to {origin}: the response body exceeds the {}-byte limit",
-                self.max_body
-            ))
-        };
-        if response
-            .content_length()
-            .is_some_and(|len| len > self.max_body as u64)
-        {
-            return Err(too_big());
-        }
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_global(Some(left))
+            .build();
+        let failed = |e| Error::from_ureq(e, &self.origin);
+        let mut response = self.agent.run(request).map_err(failed)?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -123,15 +128,12 @@ impl Connection {
                 (name.as_str().to_owned(), value)
             })
             .collect();
-        let mut body = Vec::new();
-        // One byte past the limit tells "exactly at the limit" from "over it".
-        Read::by_ref(&mut response)
-            .take(self.max_body as u64 + 1)
-            .read_to_end(&mut body)
-            .map_err(|e| from_body_io(&origin, e))?;
-        if body.len() > self.max_body {
-            return Err(too_big());
-        }
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(self.max_body as u64)
+            .read_to_vec()
+            .map_err(failed)?;
         Ok(Response {
             status,
             headers,
@@ -163,8 +165,8 @@ impl Connection {
 
 /// The caller's headers, checked; `Host`, `Content-Length` and `Transfer-Encoding` are
 /// ours to set and dropped.
-fn header_map(headers: &[(&str, &str)]) -> Result<HeaderMap, Error> {
-    let mut map = HeaderMap::new();
+fn checked_headers(headers: &[(&str, &str)]) -> Result<Vec<(HeaderName, HeaderValue)>, Error> {
+    let mut checked = Vec::with_capacity(headers.len());
     for (name, value) in headers {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| Error::Protocol(format!("invalid header name {name:?}")))?;
@@ -172,17 +174,134 @@ fn header_map(headers: &[(&str, &str)]) -> Result<HeaderMap, Error> {
         let value = HeaderValue::from_str(value)
             .map_err(|_| Error::Protocol(format!("invalid value for header {name}")))?;
         if [
-            reqwest::header::HOST,
-            reqwest::header::CONTENT_LENGTH,
-            reqwest::header::TRANSFER_ENCODING,
+            http::header::HOST,
+            http::header::CONTENT_LENGTH,
+            http::header::TRANSFER_ENCODING,
         ]
         .contains(&name)
         {
             continue;
         }
-        map.append(name, value);
+        checked.push((name, value));
     }
-    Ok(map)
+    Ok(checked)
+}
+
+/// ureq's resolver, except that an IP address is used as it is: the default resolver
+/// starts a thread to bound every lookup by the timeout, even one that needs no DNS.
+#[derive(Debug, Default)]
+struct Resolve(DefaultResolver);
+
+impl Resolver for Resolve {
+    fn resolve(
+        &self,
+        uri: &http::Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let ip = uri
+            .host()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+            .and_then(|h| h.parse::<IpAddr>().ok());
+        let port = uri.port_u16().or(match uri.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        });
+        match (ip, port) {
+            (Some(ip), Some(port)) => {
+                let mut addrs = self.empty();
+                addrs.push(SocketAddr::new(ip, port));
+                Ok(addrs)
+            }
+            _ => self.0.resolve(uri, config, timeout),
+        }
+    }
+}
+
+/// TLS over ureq's TCP transport with a finished rustls configuration: ureq's own rustls
+/// connector builds one from parts, and ours is built once, in [`crate::client_config`].
+#[derive(Debug)]
+struct Tls(Arc<ClientConfig>);
+
+impl<In: Transport> Connector<In> for Tls {
+    type Out = Either<In, TlsTransport>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let Some(transport) = chained else {
+            return Ok(None);
+        };
+        if !details.needs_tls() || transport.is_tls() {
+            return Ok(Some(Either::A(transport)));
+        }
+        let host = details
+            .uri
+            .host()
+            .ok_or_else(|| ureq::Error::BadUri(format!("{} has no host", details.uri)))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|_| ureq::Error::Tls("the host is not a valid server name"))?;
+        let mut conn = ClientConnection::new(Arc::clone(&self.0), name)?;
+        let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
+        sock.set_timeout(details.timeout);
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock)?;
+        }
+        let buffers = LazyBuffers::new(
+            details.config.input_buffer_size(),
+            details.config.output_buffer_size(),
+        );
+        Ok(Some(Either::B(TlsTransport {
+            buffers,
+            stream: StreamOwned::new(conn, sock),
+        })))
+    }
+}
+
+/// A TLS session on a ureq transport.
+struct TlsTransport {
+    buffers: LazyBuffers,
+    stream: StreamOwned<ClientConnection, TransportAdapter>,
+}
+
+impl std::fmt::Debug for TlsTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsTransport").finish_non_exhaustive()
+    }
+}
+
+impl Transport for TlsTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let output = self.buffers.output().get(..amount).unwrap_or_default();
+        self.stream.write_all(output)?;
+        self.stream.flush()?;
+        Ok(())
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let input = self.buffers.input_append_buf();
+        let amount = self.stream.read(input)?;
+        self.buffers.input_appended(amount);
+        Ok(amount > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.stream.get_mut().get_mut().is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        true
+    }
 }
 
 /// The only URLs we accept: `https://host[:port][/base]`, no user information, query or
@@ -319,7 +438,7 @@ mod tests {
             c.target("/p?q=1&r=%2F").unwrap().as_str(),
             "https://127.0.0.1:8140/p?q=1&r=%2F"
         );
-        let headers = header_map(&[("Accept", "a"), ("content-length", "9"), ("Host", "h")]);
+        let headers = checked_headers(&[("Accept", "a"), ("content-length", "9"), ("Host", "h")]);
         assert_eq!(headers.unwrap().len(), 1);
     }
 

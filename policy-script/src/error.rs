@@ -1,9 +1,10 @@
-//! The one error type of the client, and the single place where reqwest's errors are
+//! The one error type of the client, and the single place where ureq's errors are
 //! classified.
 
-use std::error::Error as _;
 use std::fmt;
 use std::io;
+
+use url::Url;
 
 /// Why a request could not be completed.
 ///
@@ -37,78 +38,65 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Classifies a failed exchange. reqwest's own message only names the URL; the cause that
-/// says what went wrong is at the bottom of its source chain, and rustls' errors travel
-/// inside `io::Error`s, so both are dug out here.
-impl From<reqwest::Error> for Error {
-    fn from(e: reqwest::Error) -> Error {
-        let origin = e.url().map_or_else(
-            || "the server".to_owned(),
-            |u| u.origin().ascii_serialization(),
-        );
-        classify(&e, &origin)
-    }
-}
-
-fn classify(e: &reqwest::Error, origin: &str) -> Error {
-    if e.is_timeout() {
-        return Error::Timeout;
-    }
-    let chain = || std::iter::successors(e.source(), |&c| c.source());
-    let root = chain()
-        .last()
-        .map_or_else(|| e.to_string(), |c| c.to_string());
-    if let Some(tls) = chain().find_map(rustls_error) {
-        return Error::Tls(format!("talking to {origin}: {tls}"));
-    }
-    if e.is_builder() {
-        return Error::Config(format!("{origin}: {root}"));
-    }
-    if e.is_connect() {
-        let authority = e
-            .url()
-            .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
-            .unwrap_or_else(|| origin.to_owned());
-        return Error::Io(format!("connecting to {authority}: {root}"));
-    }
-    if chain().any(|c| c.is::<io::Error>()) {
-        return Error::Io(format!("talking to {origin}: {root}"));
-    }
-    // No I/O failure underneath: hyper could not make sense of what the server sent, or
-    // the connection closed in the middle of a message.
-    Error::Protocol(format!("talking to {origin}: {root}"))
-}
-
-/// An I/O error from reading a response body: a reqwest error inside, or a plain one.
-pub(crate) fn from_body_io(origin: &str, e: io::Error) -> Error {
-    if matches!(
-        e.kind(),
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-    ) {
-        return Error::Timeout;
-    }
-    if let Some(tls) = rustls_error(&e) {
-        return Error::Tls(format!("talking to {origin}: {tls}"));
-    }
-    if e.get_ref()
-        .is_some_and(|inner| inner.is::<reqwest::Error>())
-    {
-        if let Some(Ok(inner)) = e.into_inner().map(|i| i.downcast::<reqwest::Error>()) {
-            return classify(&inner, origin);
+impl Error {
+    /// Classifies what ureq reports for an exchange with `origin`. rustls' errors travel
+    /// inside `io::Error`s, so they are dug out here.
+    pub(crate) fn from_ureq(e: ureq::Error, origin: &Url) -> Error {
+        let shown = origin.origin().ascii_serialization();
+        let authority = match (origin.host_str(), origin.port_or_known_default()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            _ => shown.clone(),
+        };
+        match e {
+            ureq::Error::Timeout(_) => Error::Timeout,
+            ureq::Error::Rustls(tls) => Error::Tls(format!("talking to {shown}: {tls}")),
+            ureq::Error::Tls(why) => Error::Tls(format!("talking to {shown}: {why}")),
+            ureq::Error::Io(io) => {
+                if matches!(
+                    io.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) {
+                    Error::Timeout
+                } else if let Some(tls) = rustls_error(&io) {
+                    Error::Tls(format!("talking to {shown}: {tls}"))
+                } else if matches!(
+                    io.kind(),
+                    io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::HostUnreachable
+                        | io::ErrorKind::NetworkUnreachable
+                        | io::ErrorKind::AddrNotAvailable
+                ) {
+                    Error::Io(format!("connecting to {authority}: {io}"))
+                } else {
+                    Error::Io(format!("talking to {shown}: {io}"))
+                }
+            }
+            ureq::Error::HostNotFound => Error::Io(format!(
+                "cannot resolve {}",
+                origin.host_str().unwrap_or_default()
+            )),
+            ureq::Error::ConnectionFailed => {
+                Error::Io(format!("connecting to {authority}: the connection failed"))
+            }
+            ureq::Error::BodyExceedsLimit(limit) => Error::Protocol(format!(
+                "talking to {shown}: the response body exceeds the {limit}-byte limit"
+            )),
+            ureq::Error::BadUri(why) => Error::Config(format!("URL: {why}")),
+            other => Error::Protocol(format!("talking to {shown}: {other}")),
         }
-        return Error::Io(format!("reading the response from {origin}"));
     }
-    Error::Io(format!("reading the response from {origin}: {e}"))
 }
 
-/// The rustls error behind `e`, directly or wrapped in (possibly nested) `io::Error`s,
-/// whose `source()` skips the error they wrap.
-fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    let mut e = e;
+/// The rustls error behind `e`, directly or wrapped in (possibly nested) `io::Error`s.
+fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
+    let mut inner = e.get_ref()?;
     loop {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+        if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
             return Some(tls);
         }
-        e = e.downcast_ref::<io::Error>()?.get_ref()?;
+        if let Some(ureq::Error::Rustls(tls)) = inner.downcast_ref::<ureq::Error>() {
+            return Some(tls);
+        }
+        inner = inner.downcast_ref::<io::Error>()?.get_ref()?;
     }
 }

@@ -1,10 +1,10 @@
 //! autosign-policy: the executable puppetserver runs for every CSR, and the small blocking
 //! HTTPS client it is built on.
 //!
-//! The client ([`Connection`], [`client_config`]) is reqwest's blocking client on our own
-//! rustls configuration (aws-lc-rs only); it is also what the service's integration tests
-//! and load benchmarks use to talk to it, and the service builds its outbound clients on
-//! [`client_config`] and [`Error`] too. [`policy`] holds the executable's logic.
+//! The client ([`Connection`]) is ureq on our own rustls configuration ([`client_config`],
+//! aws-lc-rs only); it is also what the service's integration tests and load benchmarks
+//! use to talk to it, and the service's outbound clients (reqwest) are built on
+//! [`client_config`] too. [`policy`] holds the executable's logic.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),

@@ -12,7 +12,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use reqwest::Url;
+use url::Url;
 
 use crate::client::{parse_https_url, percent_encode_component, Connection};
 use crate::response::excerpt;
