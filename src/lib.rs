@@ -20,6 +20,7 @@ pub mod http;
 pub mod metrics;
 pub mod notify;
 pub mod oid;
+pub mod outbound;
 pub mod startup;
 pub mod store;
 pub mod time;

@@ -1,115 +1,82 @@
-//! A small blocking HTTPS/1.1 client with keep-alive where every byte of I/O is bounded
-//! by a deadline, so a silent or trickling server cannot hold us past it.
+//! A blocking HTTPS client for one origin, on ureq with our own rustls configuration:
+//! keep-alive, no redirects, no proxies, and every exchange bounded by a deadline, so a
+//! silent or trickling server cannot hold us past it.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use ureq::http::{self, HeaderName, HeaderValue, Method};
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, TcpConnector,
+    Transport, TransportAdapter,
+};
+use url::Url;
 
-use crate::error::from_io;
-use crate::http::{self, Response};
-use crate::url::HttpsUrl;
-use crate::Error;
+use crate::{Error, Response};
 
-/// A TCP socket that re-arms its timeout to "time left until the deadline" before every
-/// read and write.
+/// Keep-alive HTTPS requests to one origin.
 ///
-/// rustls may issue several socket reads for one record; a fixed per-call timeout would
-/// let a server trickling one byte at a time stretch the exchange forever.
-struct DeadlineSocket {
-    sock: TcpStream,
-    deadline: Instant,
-}
-
-impl DeadlineSocket {
-    fn remaining(&self) -> io::Result<Duration> {
-        remaining(self.deadline).ok_or_else(|| io::Error::from(io::ErrorKind::TimedOut))
-    }
-}
-
-impl Read for DeadlineSocket {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.remaining()?;
-        self.sock.set_read_timeout(Some(left))?;
-        self.sock.read(buf)
-    }
-}
-
-impl Write for DeadlineSocket {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let left = self.remaining()?;
-        self.sock.set_write_timeout(Some(left))?;
-        self.sock.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.sock.flush()
-    }
-}
-
-/// `None` once the deadline has passed (a zero timeout means "block forever" to the OS).
-fn remaining(deadline: Instant) -> Option<Duration> {
-    deadline
-        .checked_duration_since(Instant::now())
-        .filter(|d| !d.is_zero())
-}
-
-type TlsStream = StreamOwned<ClientConnection, DeadlineSocket>;
-
-/// One keep-alive HTTPS connection to one origin.
-///
-/// Requests are sent one at a time. When the server ends the connection (`Connection:
-/// close`, or a body delimited by EOF) the next request reconnects transparently.
+/// Nothing touches the network until the first request; a refused connection or
+/// handshake shows up there. Requests are sent one at a time on a kept-alive connection;
+/// when the server ends it (`Connection: close`, or a request that sent that header) the
+/// next request reconnects. A request is never sent twice.
 pub struct Connection {
-    target: HttpsUrl,
-    config: Arc<ClientConfig>,
+    origin: Url,
+    agent: ureq::Agent,
     timeout: Duration,
-    stream: Option<TlsStream>,
     max_body: usize,
 }
 
 impl Connection {
+    /// A client for `url`, `https://host[:port]`, trusting what `config` trusts.
+    /// `timeout` bounds each [`Connection::request`], connecting included.
+    pub fn connect(url: &str, config: Arc<ClientConfig>, timeout: Duration) -> Result<Self, Error> {
+        let origin = parse_https_url(url)?;
+        if origin.path() != "/" {
+            return Err(Error::Config(format!(
+                "URL {url:?}: a connection URL has no path; put it in the request"
+            )));
+        }
+        let settings = ureq::Agent::config_builder()
+            .https_only(true)
+            .proxy(None)
+            .max_redirects(0)
+            .http_status_as_error(false)
+            // Only what the caller sends: no User-Agent or Accept of ureq's own.
+            .user_agent(ureq::config::AutoHeaderValue::None)
+            .accept(ureq::config::AutoHeaderValue::None)
+            .timeout_global(Some(timeout))
+            // Room for a response head of up to 16 KiB; ureq's 128 KiB buffers (four per
+            // connection) cost the one-shot executable a visible part of its run.
+            .input_buffer_size(16 * 1024)
+            .output_buffer_size(16 * 1024)
+            .build();
+        let connector = ().chain(TcpConnector::default()).chain(Tls(config));
+        Ok(Connection {
+            origin,
+            agent: ureq::Agent::with_parts(settings, connector, Resolve::default()),
+            timeout,
+            max_body: crate::MAX_BODY,
+        })
+    }
+
     /// Accept response bodies up to `bytes` (default [`crate::MAX_BODY`]), for callers
     /// that fetch large listings.
     pub fn set_max_body(&mut self, bytes: usize) {
         self.max_body = bytes;
     }
 
-    /// Connects and completes the TLS handshake within `timeout`. `url` is
-    /// `https://host[:port]`; `timeout` also bounds each later [`Connection::request`].
-    pub fn connect(url: &str, config: Arc<ClientConfig>, timeout: Duration) -> Result<Self, Error> {
-        Self::connect_with_deadline(url, config, timeout, Instant::now() + timeout)
-    }
-
-    /// As [`Connection::connect`], but the handshake must finish by `deadline`.
-    pub fn connect_with_deadline(
-        url: &str,
-        config: Arc<ClientConfig>,
-        timeout: Duration,
-        deadline: Instant,
-    ) -> Result<Self, Error> {
-        let target = HttpsUrl::parse(url)?;
-        if !target.base_path.is_empty() {
-            return Err(Error::Config(format!(
-                "URL {url:?}: a connection URL has no path; put it in the request"
-            )));
-        }
-        let stream = open(&target, &config, deadline)?;
-        Ok(Connection {
-            target,
-            config,
-            timeout,
-            stream: Some(stream),
-            max_body: crate::http::MAX_BODY,
-        })
-    }
-
     /// Sends one request and reads the whole response, all within the connection's timeout.
     ///
-    /// `Host` and `Content-Length` are set here. Send `Connection: close` to end the
-    /// connection after this exchange.
+    /// `Host` and `Content-Length` are set here; callers' copies are dropped so the framing
+    /// cannot be contradicted. Send `Connection: close` to end the connection after this
+    /// exchange.
     pub fn request(
         &mut self,
         method: &str,
@@ -121,7 +88,7 @@ impl Connection {
         self.request_with_deadline(method, path_and_query, headers, body, deadline)
     }
 
-    /// As [`Connection::request`], but everything (including a reconnect) must finish by
+    /// As [`Connection::request`], but everything (connecting too) must finish by
     /// `deadline`.
     pub fn request_with_deadline(
         &mut self,
@@ -131,168 +98,357 @@ impl Connection {
         body: &[u8],
         deadline: Instant,
     ) -> Result<Response, Error> {
-        let mut message = Vec::with_capacity(256 + body.len());
-        http::write_request(
-            &mut message,
-            method,
-            &self.target.host_header(),
-            path_and_query,
+        let method = Method::from_bytes(method.as_bytes())
+            .map_err(|_| Error::Protocol(format!("invalid method {method:?}")))?;
+        let url = self.target(path_and_query)?;
+        let mut request = http::Request::builder().method(method).uri(url.as_str());
+        for (name, value) in checked_headers(headers)? {
+            request = request.header(name, value);
+        }
+        let request = request
+            .body(body)
+            .map_err(|e| Error::Protocol(format!("cannot build the request: {e}")))?;
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or(Error::Timeout)?;
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_global(Some(left))
+            .build();
+        let failed = |e| Error::from_ureq(e, &self.origin);
+        let mut response = self.agent.run(request).map_err(failed)?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                (name.as_str().to_owned(), value)
+            })
+            .collect();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(self.max_body as u64)
+            .read_to_vec()
+            .map_err(failed)?;
+        Ok(Response {
+            status,
             headers,
             body,
-        )?;
-        let wants_close = headers.iter().any(|(n, v)| {
-            n.eq_ignore_ascii_case("connection")
-                && v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))
-        });
-        let head = method.eq_ignore_ascii_case("HEAD");
-        let reused = self.stream.is_some();
-        match self.exchange(&message, head, wants_close, deadline) {
-            // A kept-alive connection the server closed while idle fails before any
-            // response byte. Only idempotent requests are replayed (RFC 9110 §9.2.2): a
-            // POST to /validate consumes a token and must never be sent twice.
-            Err(Attempt::Stale(_)) if reused && is_idempotent(method) => self
-                .exchange(&message, head, wants_close, deadline)
-                .map_err(Attempt::into_error),
-            other => other.map_err(Attempt::into_error),
-        }
+        })
     }
 
-    fn exchange(
-        &mut self,
-        message: &[u8],
-        head: bool,
-        wants_close: bool,
-        deadline: Instant,
-    ) -> Result<Response, Attempt> {
-        let mut stream = match self.stream.take() {
-            Some(mut s) => {
-                s.sock.deadline = deadline;
-                s
-            }
-            None => open(&self.target, &self.config, deadline).map_err(Attempt::Fatal)?,
+    /// The origin with `path_and_query`, which must be an absolute path without spaces or
+    /// control characters (as it goes on the request line).
+    fn target(&self, path_and_query: &str) -> Result<Url, Error> {
+        if !path_and_query.starts_with('/')
+            || path_and_query.starts_with("//")
+            || path_and_query.bytes().any(|b| b <= b' ' || b == 0x7f)
+        {
+            return Err(Error::Protocol(format!(
+                "invalid request target {path_and_query:?}: must start with one / and contain no spaces or controls"
+            )));
+        }
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path_and_query, None),
         };
-        let what = self.target.origin();
-        if let Err(e) = stream.write_all(message).and_then(|()| stream.flush()) {
-            return Err(Attempt::classify(&format!("sending to {what}"), e));
+        let mut url = self.origin.clone();
+        url.set_path(path);
+        url.set_query(query);
+        Ok(url)
+    }
+}
+
+/// The caller's headers, checked; `Host`, `Content-Length` and `Transfer-Encoding` are
+/// ours to set and dropped.
+fn checked_headers(headers: &[(&str, &str)]) -> Result<Vec<(HeaderName, HeaderValue)>, Error> {
+    let mut checked = Vec::with_capacity(headers.len());
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| Error::Protocol(format!("invalid header name {name:?}")))?;
+        // A CR or LF in a value would let it forge further headers; HeaderValue refuses them.
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| Error::Protocol(format!("invalid value for header {name}")))?;
+        if [
+            http::header::HOST,
+            http::header::CONTENT_LENGTH,
+            http::header::TRANSFER_ENCODING,
+        ]
+        .contains(&name)
+        {
+            continue;
         }
-        let mut reader = BufReader::new(&mut stream);
-        match reader.fill_buf() {
-            Ok([]) => {
-                return Err(Attempt::Stale(Error::Io(format!(
-                    "{what} closed the connection without answering"
-                ))))
+        checked.push((name, value));
+    }
+    Ok(checked)
+}
+
+/// ureq's resolver, except that an IP address is used as it is: the default resolver
+/// starts a thread to bound every lookup by the timeout, even one that needs no DNS.
+#[derive(Debug, Default)]
+struct Resolve(DefaultResolver);
+
+impl Resolver for Resolve {
+    fn resolve(
+        &self,
+        uri: &http::Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let ip = uri
+            .host()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+            .and_then(|h| h.parse::<IpAddr>().ok());
+        let port = uri.port_u16().or(match uri.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        });
+        match (ip, port) {
+            (Some(ip), Some(port)) => {
+                let mut addrs = self.empty();
+                addrs.push(SocketAddr::new(ip, port));
+                Ok(addrs)
             }
-            Ok(_) => {}
-            Err(e) => return Err(Attempt::classify(&format!("reading from {what}"), e)),
-        }
-        let (response, keep_alive) = http::read_response_limited(&mut reader, head, self.max_body)
-            .map_err(Attempt::Fatal)?;
-        // Bytes beyond the response mean we lost track of the framing; do not reuse.
-        let in_sync = reader.buffer().is_empty();
-        drop(reader);
-        if keep_alive && in_sync && !wants_close {
-            self.stream = Some(stream);
-        } else {
-            close(&mut stream);
-        }
-        Ok(response)
-    }
-}
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        if let Some(stream) = &mut self.stream {
-            close(stream);
+            _ => self.0.resolve(uri, config, timeout),
         }
     }
 }
 
-/// Says goodbye politely but briefly: a peer that does not read must not delay us.
-fn close(stream: &mut TlsStream) {
-    stream.conn.send_close_notify();
-    stream.sock.deadline = Instant::now() + Duration::from_millis(50);
-    while stream.conn.wants_write() {
-        if stream.conn.write_tls(&mut stream.sock).is_err() {
-            break;
+/// TLS over ureq's TCP transport with a finished rustls configuration: ureq's own rustls
+/// connector builds one from parts, and ours is built once, in [`crate::client_config`].
+#[derive(Debug)]
+struct Tls(Arc<ClientConfig>);
+
+impl<In: Transport> Connector<In> for Tls {
+    type Out = Either<In, TlsTransport>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let Some(transport) = chained else {
+            return Ok(None);
+        };
+        if !details.needs_tls() || transport.is_tls() {
+            return Ok(Some(Either::A(transport)));
         }
-    }
-}
-
-enum Attempt {
-    /// Failed before the server said anything: a replay may be safe.
-    Stale(Error),
-    Fatal(Error),
-}
-
-impl Attempt {
-    fn classify(what: &str, e: io::Error) -> Self {
-        let stale = matches!(
-            e.kind(),
-            io::ErrorKind::ConnectionReset
-                | io::ErrorKind::ConnectionAborted
-                | io::ErrorKind::BrokenPipe
-                | io::ErrorKind::UnexpectedEof
+        let host = details
+            .uri
+            .host()
+            .ok_or_else(|| ureq::Error::BadUri(format!("{} has no host", details.uri)))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|_| ureq::Error::Tls("the host is not a valid server name"))?;
+        let mut conn = ClientConnection::new(Arc::clone(&self.0), name)?;
+        let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
+        sock.set_timeout(details.timeout);
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock)?;
+        }
+        let buffers = LazyBuffers::new(
+            details.config.input_buffer_size(),
+            details.config.output_buffer_size(),
         );
-        let e = from_io(what, e);
-        if stale {
-            Attempt::Stale(e)
-        } else {
-            Attempt::Fatal(e)
-        }
-    }
-
-    fn into_error(self) -> Error {
-        match self {
-            Attempt::Stale(e) | Attempt::Fatal(e) => e,
-        }
+        Ok(Some(Either::B(TlsTransport {
+            buffers,
+            stream: StreamOwned::new(conn, sock),
+        })))
     }
 }
 
-fn is_idempotent(method: &str) -> bool {
-    ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"]
-        .iter()
-        .any(|m| m.eq_ignore_ascii_case(method))
+/// A TLS session on a ureq transport.
+struct TlsTransport {
+    buffers: LazyBuffers,
+    stream: StreamOwned<ClientConnection, TransportAdapter>,
 }
 
-/// TCP connect (each resolved address in turn) and TLS handshake, all by `deadline`.
-fn open(
-    target: &HttpsUrl,
-    config: &Arc<ClientConfig>,
-    deadline: Instant,
-) -> Result<TlsStream, Error> {
-    let server_name = target.server_name()?;
-    let origin = target.origin();
-    let addrs = (target.host.as_str(), target.port)
-        .to_socket_addrs()
-        .map_err(|e| Error::Io(format!("cannot resolve {}: {e}", target.host)))?;
-    let mut last_error = Error::Io(format!("{} resolved to no addresses", target.host));
-    let mut sock = None;
-    for addr in addrs {
-        let left = remaining(deadline).ok_or(Error::Timeout)?;
-        match TcpStream::connect_timeout(&addr, left) {
-            Ok(s) => {
-                sock = Some(s);
-                break;
-            }
-            Err(e) => last_error = from_io(&format!("connecting to {addr}"), e),
+impl std::fmt::Debug for TlsTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsTransport").finish_non_exhaustive()
+    }
+}
+
+impl Transport for TlsTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let output = self.buffers.output().get(..amount).unwrap_or_default();
+        self.stream.write_all(output)?;
+        self.stream.flush()?;
+        Ok(())
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let input = self.buffers.input_append_buf();
+        let amount = self.stream.read(input)?;
+        self.buffers.input_appended(amount);
+        Ok(amount > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.stream.get_mut().get_mut().is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        true
+    }
+}
+
+/// The only URLs we accept: `https://host[:port][/base]`, no user information, query or
+/// fragment.
+pub(crate) fn parse_https_url(url: &str) -> Result<Url, Error> {
+    let bad = |why: &dyn std::fmt::Display| Error::Config(format!("URL {url:?}: {why}"));
+    match url.split_once("://") {
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => {}
+        Some((scheme, _)) => {
+            return Err(bad(&format!(
+                "only https URLs are accepted, not {scheme}://"
+            )))
+        }
+        None => return Err(bad(&"must start with https://")),
+    }
+    // The URL parser silently drops tabs and newlines; we refuse them instead.
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad(&"must not contain spaces or control characters"));
+    }
+    let parsed = Url::parse(url).map_err(|e| bad(&e))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(bad(&"must not carry user information"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(bad(&"must not have a query or fragment"));
+    }
+    if parsed.port() == Some(0) {
+        return Err(bad(&"port must be a number from 1 to 65535"));
+    }
+    Ok(parsed)
+}
+
+/// Everything but RFC 3986 unreserved characters.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes everything but RFC 3986 unreserved characters, so the result is safe
+/// as a path segment or a query value.
+pub fn percent_encode_component(s: &str) -> String {
+    utf8_percent_encode(s, COMPONENT).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_host_port_and_base_path() {
+        let u = parse_https_url("https://Proxy.example.com:8443/base/").unwrap();
+        assert_eq!(u.host_str(), Some("proxy.example.com"));
+        assert_eq!(u.port_or_known_default(), Some(8443));
+        assert_eq!(u.path(), "/base/");
+
+        let u = parse_https_url("https://[::1]").unwrap();
+        assert_eq!(u.origin().ascii_serialization(), "https://[::1]");
+        assert_eq!(u.port_or_known_default(), Some(443));
+
+        let u = parse_https_url("https://127.0.0.1:8140").unwrap();
+        assert_eq!(u.path(), "/");
+        assert_eq!(u.origin().ascii_serialization(), "https://127.0.0.1:8140");
+    }
+
+    #[test]
+    fn rejects_what_we_do_not_speak() {
+        for url in [
+            "http://127.0.0.1:8140",
+            "127.0.0.1:8140",
+            "https://",
+            "https://:8140",
+            "https://host:0",
+            "https://host:http",
+            "https://host:99999",
+            "https://user@host",
+            "https://host/?q",
+            "https://host/#f",
+            "https://[zz]:1",
+            "https://ho st",
+            "https://host/a\tb",
+        ] {
+            assert!(
+                matches!(parse_https_url(url), Err(Error::Config(_))),
+                "{url} accepted"
+            );
         }
     }
-    let sock = sock.ok_or(last_error)?;
-    // Requests go out in one write; Nagle would only add latency.
-    sock.set_nodelay(true)
-        .map_err(|e| from_io("configuring the socket", e))?;
-    let conn = ClientConnection::new(Arc::clone(config), server_name)
-        .map_err(|e| Error::Tls(format!("starting TLS to {origin}: {e}")))?;
-    let mut stream = StreamOwned::new(conn, DeadlineSocket { sock, deadline });
-    while stream.conn.is_handshaking() {
-        stream.conn.complete_io(&mut stream.sock).map_err(|e| {
-            let what = format!("TLS handshake with {origin}");
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                Error::Tls(format!("{what}: the server closed the connection"))
-            } else {
-                from_io(&what, e)
-            }
-        })?;
+
+    #[test]
+    fn percent_encodes_all_but_unreserved() {
+        assert_eq!(
+            percent_encode_component("web01.example.com"),
+            "web01.example.com"
+        );
+        assert_eq!(
+            percent_encode_component("a b&c=d/é"),
+            "a%20b%26c%3Dd%2F%C3%A9"
+        );
+        assert_eq!(percent_encode_component("*.x~_-"), "%2A.x~_-");
     }
-    Ok(stream)
+
+    fn no_roots() -> Arc<ClientConfig> {
+        let config = ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        Arc::new(config)
+    }
+
+    #[test]
+    fn requests_are_checked_before_anything_is_sent() {
+        let mut c =
+            Connection::connect("https://127.0.0.1:8140", no_roots(), Duration::from_secs(1))
+                .unwrap();
+        for (method, target, headers) in [
+            ("GE T", "/", &[][..]),
+            ("GET", "/a b", &[]),
+            ("GET", "x", &[]),
+            ("GET", "//evil.example.com/x", &[]),
+            ("GET", "/", &[("X", "a\r\nEvil: 1")]),
+            ("GET", "/", &[("Bad Name", "1")]),
+        ] {
+            let result = c.request(method, target, headers, b"");
+            assert!(
+                matches!(result, Err(Error::Protocol(_))),
+                "{method} {target} {headers:?}: {result:?}"
+            );
+        }
+        assert_eq!(
+            c.target("/p?q=1&r=%2F").unwrap().as_str(),
+            "https://127.0.0.1:8140/p?q=1&r=%2F"
+        );
+        let headers = checked_headers(&[("Accept", "a"), ("content-length", "9"), ("Host", "h")]);
+        assert_eq!(headers.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_connection_url_has_no_path() {
+        let e = Connection::connect(
+            "https://127.0.0.1:8140/base",
+            no_roots(),
+            Duration::from_secs(1),
+        );
+        assert!(matches!(e, Err(Error::Config(_))));
+    }
 }

@@ -1,7 +1,10 @@
-//! The one error type of the client, and the single place where I/O errors are classified.
+//! The one error type of the client, and the single place where ureq's errors are
+//! classified.
 
 use std::fmt;
 use std::io;
+
+use url::Url;
 
 /// Why a request could not be completed.
 ///
@@ -35,22 +38,65 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Classifies an I/O error from the socket or the TLS stream.
-///
-/// A socket timeout shows up as `WouldBlock` on Unix (SO_RCVTIMEO yields EAGAIN), and
-/// rustls smuggles its own errors through `io::Error`, so both need unwrapping here.
-pub(crate) fn from_io(what: &str, e: io::Error) -> Error {
-    if matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    ) {
-        return Error::Timeout;
+impl Error {
+    /// Classifies what ureq reports for an exchange with `origin`. rustls' errors travel
+    /// inside `io::Error`s, so they are dug out here.
+    pub(crate) fn from_ureq(e: ureq::Error, origin: &Url) -> Error {
+        let shown = origin.origin().ascii_serialization();
+        let authority = match (origin.host_str(), origin.port_or_known_default()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            _ => shown.clone(),
+        };
+        match e {
+            ureq::Error::Timeout(_) => Error::Timeout,
+            ureq::Error::Rustls(tls) => Error::Tls(format!("talking to {shown}: {tls}")),
+            ureq::Error::Tls(why) => Error::Tls(format!("talking to {shown}: {why}")),
+            ureq::Error::Io(io) => {
+                if matches!(
+                    io.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) {
+                    Error::Timeout
+                } else if let Some(tls) = rustls_error(&io) {
+                    Error::Tls(format!("talking to {shown}: {tls}"))
+                } else if matches!(
+                    io.kind(),
+                    io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::HostUnreachable
+                        | io::ErrorKind::NetworkUnreachable
+                        | io::ErrorKind::AddrNotAvailable
+                ) {
+                    Error::Io(format!("connecting to {authority}: {io}"))
+                } else {
+                    Error::Io(format!("talking to {shown}: {io}"))
+                }
+            }
+            ureq::Error::HostNotFound => Error::Io(format!(
+                "cannot resolve {}",
+                origin.host_str().unwrap_or_default()
+            )),
+            ureq::Error::ConnectionFailed => {
+                Error::Io(format!("connecting to {authority}: the connection failed"))
+            }
+            ureq::Error::BodyExceedsLimit(limit) => Error::Protocol(format!(
+                "talking to {shown}: the response body exceeds the {limit}-byte limit"
+            )),
+            ureq::Error::BadUri(why) => Error::Config(format!("URL: {why}")),
+            other => Error::Protocol(format!("talking to {shown}: {other}")),
+        }
     }
-    if let Some(tls) = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    {
-        return Error::Tls(format!("{what}: {tls}"));
+}
+
+/// The rustls error behind `e`, directly or wrapped in (possibly nested) `io::Error`s.
+fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
+    let mut inner = e.get_ref()?;
+    loop {
+        if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(ureq::Error::Rustls(tls)) = inner.downcast_ref::<ureq::Error>() {
+            return Some(tls);
+        }
+        inner = inner.downcast_ref::<io::Error>()?.get_ref()?;
     }
-    Error::Io(format!("{what}: {e}"))
 }

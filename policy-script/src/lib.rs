@@ -1,9 +1,10 @@
 //! autosign-policy: the executable puppetserver runs for every CSR, and the small blocking
 //! HTTPS client it is built on.
 //!
-//! The client ([`Connection`], [`client_config`]) is also what the service's integration
-//! tests and load benchmarks use to talk to it, so it stays dependency-light: rustls and
-//! nothing else. [`policy`] holds the executable's logic.
+//! The client ([`Connection`]) is ureq on our own rustls configuration ([`client_config`],
+//! aws-lc-rs only); it is also what the service's integration tests and load benchmarks
+//! use to talk to it, and the service's outbound clients (reqwest) are built on
+//! [`client_config`] too. [`policy`] holds the executable's logic.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -12,13 +13,11 @@
 
 mod client;
 mod error;
-mod http;
 pub mod policy;
+mod response;
 mod tls;
-mod url;
 
-pub use client::Connection;
+pub use client::{percent_encode_component, Connection};
 pub use error::Error;
-pub use http::{Response, MAX_BODY, MAX_HEAD};
+pub use response::{Response, MAX_BODY};
 pub use tls::{client_config, TlsFiles};
-pub use url::percent_encode_component;

@@ -12,9 +12,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::client::Connection;
+use url::Url;
+
+use crate::client::{parse_https_url, percent_encode_component, Connection};
+use crate::response::excerpt;
 use crate::tls::{client_config, TlsFiles};
-use crate::url::{percent_encode_component, HttpsUrl};
 use crate::Error;
 
 pub const CONFIG_ENV: &str = "AUTOSIGN_POLICY_CONFIG";
@@ -64,7 +66,8 @@ impl Outcome {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub certname: String,
-    url: HttpsUrl,
+    /// `https://host[:port][/base]`, checked by [`parse_https_url`].
+    url: Url,
     tls: TlsFiles,
     pub timeout: Duration,
     /// When the whole run must be over.
@@ -77,9 +80,14 @@ impl Plan {
         Outcome::TimedOut(format!(
             "leaving {} pending: no answer from {} within {} s (timeout)",
             shown(&self.certname),
-            self.url.origin(),
+            self.origin(),
             self.timeout.as_secs_f64()
         ))
+    }
+
+    /// `https://host[:port]`, for messages and the connection.
+    fn origin(&self) -> String {
+        self.url.origin().ascii_serialization()
     }
 
     fn fail(&self, what: impl std::fmt::Display) -> Outcome {
@@ -114,7 +122,7 @@ pub fn prepare(
         .unwrap_or_default()
         .overridden_by(args.flags);
     let timeout = settings.timeout.unwrap_or(DEFAULT_TIMEOUT);
-    let url = HttpsUrl::parse(settings.url.as_deref().unwrap_or(DEFAULT_URL))
+    let url = parse_https_url(settings.url.as_deref().unwrap_or(DEFAULT_URL))
         .map_err(|e| fail(&format!("{e} (setting url)")))?;
     let tls = tls_files(&settings, &config_path).map_err(|e| fail(&e))?;
     Ok(Plan {
@@ -195,7 +203,7 @@ pub fn execute(plan: &Plan, stdin: &mut dyn Read) -> Outcome {
                 Ok(()) => Outcome::Sign,
                 Err(why) => plan.fail(format!(
                     "autosign-proxy at {} answered 200 for {}, but {why}; not signing",
-                    plan.url.origin(),
+                    plan.origin(),
                     shown(&plan.certname)
                 )),
             }
@@ -208,26 +216,21 @@ pub fn execute(plan: &Plan, stdin: &mut dyn Read) -> Outcome {
         )),
         Ok(response) => plan.fail(format!(
             "autosign-proxy at {} answered {}",
-            plan.url.origin(),
+            plan.origin(),
             verdict::status_and_excerpt(&response)
         )),
         Err(Error::Timeout) => plan.timed_out(),
         Err(e @ Error::Config(_)) => plan.fail(e),
-        Err(e) => plan.fail(format!(
-            "asking autosign-proxy at {}: {e}",
-            plan.url.origin()
-        )),
+        Err(e) => plan.fail(format!("asking autosign-proxy at {}: {e}", plan.origin())),
     }
 }
 
 fn ask(plan: &Plan, csr: &[u8]) -> Result<crate::Response, Error> {
     let config = client_config(&plan.tls)?;
-    let origin = plan.url.origin();
-    let mut connection =
-        Connection::connect_with_deadline(&origin, config, plan.timeout, plan.deadline)?;
+    let mut connection = Connection::connect(&plan.origin(), config, plan.timeout)?;
     let path = format!(
         "{}/puppet/ca/validate?certname={}",
-        plan.url.base_path,
+        plan.url.path().trim_end_matches('/'),
         percent_encode_component(&plan.certname)
     );
     connection.request_with_deadline(
@@ -246,5 +249,5 @@ fn ask(plan: &Plan, csr: &[u8]) -> Result<crate::Response, Error> {
 
 /// The certname as it may appear in a log line: it is attacker-chosen.
 fn shown(certname: &str) -> String {
-    crate::http::excerpt(certname.as_bytes(), 255)
+    excerpt(certname.as_bytes(), 255)
 }

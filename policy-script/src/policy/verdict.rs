@@ -1,7 +1,8 @@
 //! Turns the service's answer into what puppetserver sees: sign only on 200, and a
 //! one-line explanation for everything else.
 
-use crate::http::{excerpt, Response};
+use crate::response::excerpt;
+use crate::Response;
 
 /// The longest piece of server-supplied text we copy into puppetserver's log.
 const MAX_TEXT: usize = 300;

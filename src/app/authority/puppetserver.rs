@@ -2,26 +2,48 @@
 //! `/puppet/ca` listing, signing and cleaning go to puppetserver's CA API, as Foreman's
 //! own proxy does, with a client certificate carrying pp_cli_auth.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use autosign_policy::{client_config, Connection, Response, TlsFiles};
+use autosign_policy::{client_config, TlsFiles};
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::{Method, Url};
 
 use crate::app::authority::AppError;
+use crate::outbound;
 
 pub struct PuppetserverCa {
     url: String,
-    config: Arc<rustls::ClientConfig>,
+    client: reqwest::Client,
 }
 
+/// What one exchange may take, connecting included.
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// The whole CA's listing comes in one answer.
+const MAX_BODY: usize = 256 << 20;
+
+/// puppetserver's answer, body fully read.
+struct Reply {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
 
 impl PuppetserverCa {
     pub fn new(url: &str, files: TlsFiles) -> Result<PuppetserverCa, String> {
-        let config = client_config(&files).map_err(|e| format!("puppetserver CA client: {e}"))?;
+        let bad = |e: &dyn std::fmt::Display| format!("puppetserver CA client: {e}");
+        if !Url::parse(url).is_ok_and(|u| u.scheme() == "https") {
+            return Err(bad(&format!("{url:?} is not an https:// URL")));
+        }
+        let config = client_config(&files).map_err(|e| bad(&e))?;
+        let client = outbound::client(&config, TIMEOUT).map_err(|e| bad(&e))?;
         Ok(PuppetserverCa {
             url: url.trim_end_matches('/').to_string(),
-            config,
+            client,
         })
     }
 
@@ -29,37 +51,48 @@ impl PuppetserverCa {
         &self.url
     }
 
-    /// One request on a fresh connection, off the async workers (the client blocks).
-    async fn call(
-        &self,
-        method: &'static str,
-        path: String,
-        body: Vec<u8>,
-    ) -> Result<Response, AppError> {
-        let (url, config) = (self.url.clone(), self.config.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut conn = Connection::connect(&url, config, TIMEOUT)?;
-            conn.set_max_body(256 << 20);
-            conn.request(
-                method,
-                &path,
-                &[
-                    ("Content-Type", "application/json"),
-                    ("Accept", "application/json"),
-                ],
-                &body,
-            )
-        })
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))?
-        .map_err(|e| AppError::Internal(format!("puppetserver CA at {}: {e}", self.url)))
+    /// One request, the whole answer read, within [`TIMEOUT`].
+    async fn call(&self, method: Method, path: String, body: Vec<u8>) -> Result<Reply, AppError> {
+        let failed = |e: &dyn std::fmt::Display| {
+            AppError::Internal(format!("puppetserver CA at {}: {e}", self.url))
+        };
+        let url = Url::parse(&format!("{}{path}", self.url)).map_err(|e| failed(&e))?;
+        let mut response = self
+            .client
+            .request(method, url)
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| failed(&outbound::describe(&e)))?;
+        let status = response.status().as_u16();
+        let too_big = || failed(&format!("the answer is larger than {MAX_BODY} bytes"));
+        if response
+            .content_length()
+            .is_some_and(|len| len > MAX_BODY as u64)
+        {
+            return Err(too_big());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| failed(&outbound::describe(&e)))?
+        {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(too_big());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Reply { status, body })
     }
 
     /// Every request and certificate, as puppetserver's status objects.
     pub async fn statuses(&self) -> Result<Vec<serde_json::Value>, AppError> {
         let resp = self
             .call(
-                "GET",
+                Method::GET,
                 "/puppet-ca/v1/certificate_statuses/any".into(),
                 Vec::new(),
             )
@@ -75,7 +108,7 @@ impl PuppetserverCa {
         let body = br#"{"desired_state":"signed"}"#.to_vec();
         let resp = self
             .call(
-                "PUT",
+                Method::PUT,
                 format!("/puppet-ca/v1/certificate_status/{name}"),
                 body,
             )
@@ -100,11 +133,11 @@ impl PuppetserverCa {
             autosign_policy::percent_encode_component(name)
         );
         let body = br#"{"desired_state":"revoked"}"#.to_vec();
-        let revoked = self.call("PUT", path.clone(), body).await?;
+        let revoked = self.call(Method::PUT, path.clone(), body).await?;
         if !matches!(revoked.status, 200 | 204 | 404 | 409) {
             return Err(unexpected(&revoked));
         }
-        let deleted = self.call("DELETE", path, Vec::new()).await?;
+        let deleted = self.call(Method::DELETE, path, Vec::new()).await?;
         match deleted.status {
             200 | 204 => Ok(true),
             404 => Ok(revoked.status != 404 && revoked.status != 409),
@@ -113,7 +146,7 @@ impl PuppetserverCa {
     }
 }
 
-fn unexpected(resp: &Response) -> AppError {
+fn unexpected(resp: &Reply) -> AppError {
     let text = resp.text();
     AppError::Internal(format!(
         "puppetserver CA answered {}: {}",
