@@ -66,7 +66,7 @@ impl App {
         } else {
             let recent = self
                 .store
-                .count_rejections(certname, now - ALERT_WINDOW)
+                .count_rejections(certname, now - ALERT_WINDOW, ALERT_BURST)
                 .await?;
             let raised = self
                 .store

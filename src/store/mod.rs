@@ -311,7 +311,14 @@ pub trait EventStore: Send + Sync {
     async fn webhook_backlog(&self) -> Result<u64, StoreError>;
 
     /// Rejected decisions for `certname` at or after `since`.
-    async fn count_rejections(&self, certname: &str, since: i64) -> Result<u64, StoreError>;
+    /// Rejections of `certname` since `since`, counted up to `at_most`: the caller only
+    /// asks whether a threshold is reached, and a flood must not make each count longer.
+    async fn count_rejections(
+        &self,
+        certname: &str,
+        since: i64,
+        at_most: u64,
+    ) -> Result<u64, StoreError>;
 
     /// Whether an event of `kind` exists for `certname` at or after `since`.
     async fn has_event(&self, certname: &str, kind: &str, since: i64) -> Result<bool, StoreError>;

@@ -169,6 +169,11 @@ pub(crate) const CLEAR_LOGIN_FAILURES: &str = "DELETE FROM login_failures WHERE 
 
 /// Counts and the hourly chart of the overview (index-only on `events (decision, at)` and
 /// `events (kind, at)`).
+/// A certname's rejections in a window, capped: `(certname, at)` bounds the scan to the
+/// window and the LIMIT to the threshold the caller asks about.
+pub(crate) const COUNT_REJECTIONS: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM events \
+     WHERE certname = $1 AND at >= $2 AND decision = 'rejected' LIMIT $3) AS capped";
+
 pub(crate) const COUNT_DECISIONS: &str =
     "SELECT COUNT(*) FROM events WHERE decision = $1 AND at >= $2";
 pub(crate) const COUNT_KIND: &str = "SELECT COUNT(*) FROM events WHERE kind = $1 AND at >= $2";

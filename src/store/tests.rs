@@ -685,10 +685,44 @@ async fn event_pages_filter_and_follow_cursors(f: Fixture) {
     );
     assert_eq!(
         store
-            .count_rejections("odd.example.com", 1000)
+            .count_rejections("odd.example.com", 1000, 10)
             .await
             .unwrap(),
         1
+    );
+    // The count stops at the cap and reads only the window.
+    for i in 0..4 {
+        let mut e = approval(2000 + i, "odd.example.com");
+        e.decision = Some(Verdict::Rejected);
+        store.record_event(e).await.unwrap();
+    }
+    assert_eq!(
+        store
+            .count_rejections("odd.example.com", 1000, 3)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .count_rejections("odd.example.com", 1000, 10)
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(
+        store
+            .count_rejections("odd.example.com", 2002, 10)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .count_rejections("odd.example.com", 1000, 0)
+            .await
+            .unwrap(),
+        0
     );
     assert!(store
         .has_event("even.example.com", kind::DECISION, 1004)

@@ -219,10 +219,16 @@ impl EventStore for PostgresStore {
         .await
     }
 
-    async fn count_rejections(&self, certname: &str, since: i64) -> Result<u64, StoreError> {
+    async fn count_rejections(
+        &self,
+        certname: &str,
+        since: i64,
+        at_most: u64,
+    ) -> Result<u64, StoreError> {
+        let cap = i64::try_from(at_most).unwrap_or(i64::MAX);
         self.count(
-            "SELECT COUNT(*) FROM events WHERE certname = $1 AND decision = 'rejected' AND at >= $2",
-            &[&certname, &since],
+            crate::store::sql::COUNT_REJECTIONS,
+            &[&certname, &since, &cap],
         )
         .await
     }

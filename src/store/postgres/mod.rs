@@ -39,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_schema.sql"),
     include_str!("../../../migrations/postgres/0002_one_live_certificate.sql"),
     include_str!("../../../migrations/postgres/0003_operators.sql"),
+    include_str!("../../../migrations/postgres/0004_events_certname_at.sql"),
 ];
 /// Key of the session advisory lock that serializes migrations of replicas starting at once.
 const MIGRATION_LOCK: i64 = 0x6175_746f_7369_676e; // "autosign"

@@ -8,8 +8,8 @@ use rusqlite::{params, params_from_iter, Connection};
 use super::{corrupt, unavailable, SqliteStore};
 use crate::domain::event::{EventFilter, EventRecord, NewEvent};
 use crate::store::sql::{
-    event_from_row, events_query, Arg, COUNT_DECISIONS, COUNT_KIND, DECISIONS_PER_HOUR,
-    EVENT_COLUMNS,
+    event_from_row, events_query, Arg, COUNT_DECISIONS, COUNT_KIND, COUNT_REJECTIONS,
+    DECISIONS_PER_HOUR, EVENT_COLUMNS,
 };
 use crate::store::{from_i64, Delivery, EventStore, StoreError};
 
@@ -184,11 +184,17 @@ impl EventStore for SqliteStore {
         })
     }
 
-    async fn count_rejections(&self, certname: &str, since: i64) -> Result<u64, StoreError> {
+    async fn count_rejections(
+        &self,
+        certname: &str,
+        since: i64,
+        at_most: u64,
+    ) -> Result<u64, StoreError> {
+        let cap = i64::try_from(at_most).unwrap_or(i64::MAX);
         self.read(|conn| {
             let n: i64 = conn
-                .prepare_cached("SELECT COUNT(*) FROM events WHERE certname = ?1 AND decision = 'rejected' AND at >= ?2")
-                .and_then(|mut stmt| stmt.query_row(params![certname, since], |r| r.get(0)))
+                .prepare_cached(COUNT_REJECTIONS)
+                .and_then(|mut stmt| stmt.query_row(params![certname, since, cap], |r| r.get(0)))
                 .map_err(unavailable)?;
             from_i64(n)
         })

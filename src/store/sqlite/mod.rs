@@ -37,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0005_ca_identity.sql"),
     include_str!("../../../migrations/sqlite/0006_one_live_certificate.sql"),
     include_str!("../../../migrations/sqlite/0007_operators.sql"),
+    include_str!("../../../migrations/sqlite/0008_events_certname_at.sql"),
 ];
 /// Most jobs one commit carries: bounds how long the first of them waits.
 const MAX_BATCH: usize = 256;
