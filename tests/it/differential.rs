@@ -56,7 +56,11 @@ fn what_we_read_from_the_corpus_is_what_openssl_reads() {
         let ours = Csr::parse(&std::fs::read(path).unwrap());
         if !ok {
             // A fuzzer's find: what openssl cannot read, we refuse too.
-            assert!(ours.is_err(), "{}: openssl refuses it, we read it", path.display());
+            assert!(
+                ours.is_err(),
+                "{}: openssl refuses it, we read it",
+                path.display()
+            );
             continue;
         }
         let csr = ours.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
