@@ -13,10 +13,13 @@ const MARK: &[u8] = b"\n==>8==\n";
 fn dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let base = if std::path::Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
+        // scripts/fuzz points FUZZ_SCRATCH at a directory it removes afterwards.
+        let base = match std::env::var_os("FUZZ_SCRATCH") {
+            Some(dir) => std::path::PathBuf::from(dir),
+            None if std::path::Path::new("/dev/shm").is_dir() => {
+                std::path::PathBuf::from("/dev/shm")
+            }
+            None => std::env::temp_dir(),
         };
         let d = base.join(format!("cadir-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(d.join("signed")).expect("fuzz dir");

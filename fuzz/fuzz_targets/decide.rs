@@ -25,10 +25,13 @@ fn world() -> &'static World {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
-        let base = if std::path::Path::new("/dev/shm").is_dir() {
-            std::path::PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
+        // scripts/fuzz points FUZZ_SCRATCH at a directory it removes afterwards.
+        let base = match std::env::var_os("FUZZ_SCRATCH") {
+            Some(dir) => std::path::PathBuf::from(dir),
+            None if std::path::Path::new("/dev/shm").is_dir() => {
+                std::path::PathBuf::from("/dev/shm")
+            }
+            None => std::env::temp_dir(),
         };
         let path = base.join(format!("decide-fuzz-{}.sqlite", std::process::id()));
         let _ = std::fs::remove_file(&path);
