@@ -4,8 +4,7 @@
 //! Puppet agents check the whole chain with OpenSSL (`certificate_revocation = chain`), so
 //! the CRL must carry what OpenSSL matches on: the issuer Name exactly as in the CA
 //! certificate, an authorityKeyIdentifier equal to the CA's subjectKeyIdentifier, and a
-//! cRLNumber. A CA revokes many certificates over its life, so the encoder writes every
-//! entry straight into one buffer and signs once.
+//! cRLNumber. The CRL is `x509-cert`'s structure, filled here and signed once.
 
 use crate::oid;
 use aws_lc_rs::signature::UnparsedPublicKey;
@@ -22,7 +21,7 @@ use x509_cert::time::Time;
 use x509_cert::Version;
 
 use super::issue::{
-    cert_info, key_identifier, serial_number, signature_algorithm, spki_key_bits,
+    cert_info, key_identifier, serial_number, signature_algorithm, signing_ca, spki_key_bits,
     strip_leading_zeros,
 };
 use super::signer::Signer;
@@ -128,19 +127,7 @@ pub fn build_crl(
     ca_cert_der: &[u8],
     spec: &CrlSpec,
 ) -> Result<Vec<u8>, CaError> {
-    let ca = Certificate::from_der(ca_cert_der)
-        .map_err(|e| CaError::Encoding(format!("CA certificate: {e}")))?;
-    let ca_spki = ca
-        .tbs_certificate
-        .subject_public_key_info
-        .to_der()
-        .map_err(encoding)?;
-    // A CRL signed by another key would be refused by every agent: fail here instead.
-    if spki_key_bits(&ca_spki)? != spki_key_bits(ca_key.spki_der())? {
-        return Err(CaError::Key(
-            "the CA key does not match the CA certificate's public key".into(),
-        ));
-    }
+    let (ca, ca_spki) = signing_ca(ca_key, ca_cert_der)?;
     if spec.next_update <= spec.this_update {
         return Err(CaError::Encoding(format!(
             "CRL nextUpdate ({}) is not after thisUpdate ({})",

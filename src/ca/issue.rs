@@ -259,6 +259,27 @@ pub fn self_signed_ca(key: &dyn Signer, spec: &CaCertSpec) -> Result<Vec<u8>, Ca
     )
 }
 
+/// The CA certificate and its SubjectPublicKeyInfo DER, once `ca_key` is shown to be its
+/// key: whatever is signed with another key (a certificate, a CRL) nobody could verify.
+pub(crate) fn signing_ca(
+    ca_key: &dyn Signer,
+    ca_cert_der: &[u8],
+) -> Result<(Certificate, Vec<u8>), CaError> {
+    let ca = Certificate::from_der(ca_cert_der)
+        .map_err(|e| CaError::Encoding(format!("CA certificate: {e}")))?;
+    let ca_spki = ca
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(encoding)?;
+    if spki_key_bits(&ca_spki)? != spki_key_bits(ca_key.spki_der())? {
+        return Err(CaError::Key(
+            "the CA key does not match the CA certificate's public key".into(),
+        ));
+    }
+    Ok((ca, ca_spki))
+}
+
 /// Leaf: v3, issuer = the CA cert's subject, basicConstraints CA:FALSE critical,
 /// keyUsage digitalSignature+keyEncipherment critical, extKeyUsage serverAuth+clientAuth
 /// critical, SKI, AKI (the CA's SKI), nsComment, SAN, then `extra_extensions`.
@@ -267,19 +288,7 @@ pub fn issue_leaf(
     ca_cert_der: &[u8],
     spec: &LeafSpec,
 ) -> Result<Vec<u8>, CaError> {
-    let ca = Certificate::from_der(ca_cert_der)
-        .map_err(|e| CaError::Encoding(format!("CA certificate: {e}")))?;
-    let ca_spki = ca
-        .tbs_certificate
-        .subject_public_key_info
-        .to_der()
-        .map_err(encoding)?;
-    // Signing with a key that is not the certificate's would issue certs nobody can verify.
-    if spki_key_bits(&ca_spki)? != spki_key_bits(ca_key.spki_der())? {
-        return Err(CaError::Key(
-            "the CA key does not match the CA certificate's public key".into(),
-        ));
-    }
+    let (ca, ca_spki) = signing_ca(ca_key, ca_cert_der)?;
     let ca_extensions =
         x509::extensions(ca.tbs_certificate.extensions.as_ref()).map_err(encoding)?;
     let issuer_key_id = match ca_extensions.iter().find(|e| e.oid == oid::SUBJECT_KEY_ID) {
